@@ -1,0 +1,149 @@
+"""Commands of the ``flywheel`` CLI. No printing here: :mod:`flywheel.cli.render` prints."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+
+from flywheel.cli import render
+from flywheel.client import Client
+from flywheel.errors import FlywheelError, SpecError
+from flywheel.local import EmbeddedPlatform
+from flywheel.settings import Settings
+from flywheel.specs.reference import experiment_schema, schema_to_markdown
+
+EXIT_SPEC_ERROR = 2
+
+app = typer.Typer(
+    name="flywheel",
+    help="Run ML experiments end to end on a shared Ray cluster.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+SpecPath = Annotated[Path, typer.Argument(help="Experiment spec (YAML).", show_default=False)]
+JobId = Annotated[str, typer.Argument(help="Job id, as `flywheel submit` printed it.")]
+
+
+@app.command()
+def up() -> None:
+    """Start the embedded platform: Ray head and MLflow server on 127.0.0.1."""
+    settings = Settings()
+    with render.spinner("starting the platform") as report:
+        result = EmbeddedPlatform(settings).up(on_progress=report)
+    render.up_result(result)
+
+
+@app.command()
+def down() -> None:
+    """Stop what `flywheel up` started."""
+    stopped = EmbeddedPlatform(Settings()).down()
+    render.down_result(stopped)
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Show each platform component, its URL and health."""
+    state = EmbeddedPlatform(Settings()).status()
+    if as_json:
+        render.json_out(state.to_dict())
+    else:
+        render.platform_status(state)
+
+
+@app.command()
+def validate(spec: SpecPath) -> None:
+    """Check a spec and its task code; print every problem as FILE:LINE: field: message."""
+    parsed = Client().validate(spec)
+    render.valid(spec, parsed)
+
+
+@app.command()
+def schema(
+    markdown: Annotated[bool, typer.Option(help="Print the Markdown reference instead.")] = False,
+) -> None:
+    """Print the JSON Schema of experiment specs (generated from the models)."""
+    generated = experiment_schema()
+    if markdown:
+        render.text(schema_to_markdown(generated), end="")
+    else:
+        render.json_out(generated)
+
+
+@app.command()
+def submit(
+    spec: SpecPath,
+    follow: Annotated[bool, typer.Option(help="Show live progress until the job ends.")] = False,
+) -> None:
+    """Validate a spec, bundle its folder and submit it as a Ray job."""
+    client = Client()
+    job_id = client.submit(spec)
+    render.submitted(job_id)
+    if follow:
+        raise typer.Exit(_follow(client, job_id))
+
+
+@app.command()
+def jobs(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """List jobs with their state and team."""
+    listed = Client().jobs()
+    if as_json:
+        render.json_out([render.job_dict(j) for j in listed])
+    else:
+        render.jobs_table(listed)
+
+
+@app.command()
+def logs(
+    job_id: JobId,
+    follow: Annotated[bool, typer.Option(help="Keep printing until the job ends.")] = False,
+) -> None:
+    """Print a job's log."""
+    client = Client()
+    if not follow:
+        render.text(client.logs(job_id), end="")
+        return
+    for update in client.follow(job_id):
+        render.lines(update.lines)
+
+
+@app.command()
+def stop(job_id: JobId) -> None:
+    """Stop a running job."""
+    render.stopped(job_id, Client().stop(job_id))
+
+
+def _follow(client: Client, job_id: str) -> int:
+    """Show progress; 0 when the job succeeds, 1 otherwise."""
+    with render.FollowView(job_id) as view:
+        for update in client.follow(job_id):
+            view.update(update)
+    return 0 if view.succeeded else 1
+
+
+def main() -> None:
+    """Entry point: user errors become one red line and an exit code, never a traceback."""
+    try:
+        code = app(standalone_mode=False)
+    except SpecError as e:
+        render.spec_error(e)
+        sys.exit(EXIT_SPEC_ERROR)
+    except FlywheelError as e:
+        render.error(str(e))
+        sys.exit(1)
+    except click.exceptions.Abort:
+        render.error("aborted")
+        sys.exit(130)
+    except click.exceptions.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,136 @@
+"""Job backends. :class:`RayJobsBackend` talks to the Ray Jobs API; ``ray.job_submission`` is
+imported here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from collections.abc import Callable
+from typing import Literal, Protocol, TypeVar
+
+import requests
+from ray.job_submission import JobDetails, JobSubmissionClient
+
+from flywheel.errors import JobError, JobNotFoundError, PlatformError
+from flywheel.plans import META_EXPERIMENT, META_SPEC_SHA256, META_TEAM, JobPlan
+
+T = TypeVar("T")
+
+JobState = Literal["PENDING", "RUNNING", "STOPPED", "SUCCEEDED", "FAILED"]
+TERMINAL_STATES: frozenset[str] = frozenset({"STOPPED", "SUCCEEDED", "FAILED"})
+
+#: Files never uploaded with an experiment folder.
+BUNDLE_EXCLUDES = [".git", "__pycache__", "*.pyc", ".venv", "mlruns", ".ipynb_checkpoints"]
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """What flywheel shows about a job."""
+
+    job_id: str
+    state: JobState
+    team: str
+    experiment: str
+    spec_sha256: str
+    message: str
+    start_time_ms: int | None
+    end_time_ms: int | None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+
+class JobBackend(Protocol):
+    """Where experiments run."""
+
+    def submit(self, plan: JobPlan, bundle_dir: Path) -> str: ...
+
+    def list(self) -> list[JobInfo]: ...
+
+    def get(self, job_id: str) -> JobInfo: ...
+
+    def logs(self, job_id: str) -> str: ...
+
+    def stop(self, job_id: str) -> bool: ...
+
+
+class RayJobsBackend:
+    """The Ray Jobs API of one Ray cluster (the embedded one or any other)."""
+
+    def __init__(self, address: str, token: str | None) -> None:
+        self._address = address
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._client: JobSubmissionClient | None = None
+
+    def submit(self, plan: JobPlan, bundle_dir: Path) -> str:
+        """Upload ``bundle_dir`` as the working directory and start the job."""
+        runtime_env = {
+            "working_dir": str(bundle_dir),
+            "excludes": BUNDLE_EXCLUDES,
+            "env_vars": plan.env_vars,
+        }
+        try:
+            return self._jobs().submit_job(
+                entrypoint=plan.entrypoint,
+                submission_id=plan.job_id,
+                runtime_env=runtime_env,
+                metadata=plan.metadata,
+            )
+        except RuntimeError as e:
+            raise JobError(f"the Ray Jobs API refused the job: {e}") from e
+
+    def list(self) -> list[JobInfo]:
+        """Jobs flywheel submitted, newest first."""
+        details = [d for d in self._call(lambda c: c.list_jobs()) if d.submission_id]
+        infos = [_to_info(d) for d in details if META_TEAM in (d.metadata or {})]
+        return sorted(infos, key=lambda j: j.start_time_ms or 0, reverse=True)
+
+    def get(self, job_id: str) -> JobInfo:
+        return _to_info(self._call(lambda c: c.get_job_info(job_id), job_id))
+
+    def logs(self, job_id: str) -> str:
+        return str(self._call(lambda c: c.get_job_logs(job_id), job_id))
+
+    def stop(self, job_id: str) -> bool:
+        """Ask the job to stop; True if it was running."""
+        return bool(self._call(lambda c: c.stop_job(job_id), job_id))
+
+    def _jobs(self) -> JobSubmissionClient:
+        if self._client is None:
+            try:
+                self._client = JobSubmissionClient(self._address, headers=self._headers)
+            except (ConnectionError, requests.exceptions.ConnectionError) as e:
+                raise PlatformError(
+                    f"cannot reach the Ray Jobs API at {self._address}; start the platform with "
+                    "`flywheel up` or point FLYWHEEL_RAY_ADDRESS at a running cluster"
+                ) from e
+            except RuntimeError as e:
+                raise PlatformError(f"the Ray Jobs API at {self._address} refused us: {e}") from e
+        return self._client
+
+    def _call(self, action: Callable[[JobSubmissionClient], T], job_id: str | None = None) -> T:
+        client = self._jobs()
+        try:
+            return action(client)
+        except requests.exceptions.ConnectionError as e:
+            raise PlatformError(f"lost the Ray Jobs API at {self._address}: {e}") from e
+        except RuntimeError as e:
+            if job_id is not None and "does not exist" in str(e):
+                raise JobNotFoundError(job_id) from e
+            raise JobError(str(e)) from e
+
+
+def _to_info(details: JobDetails) -> JobInfo:
+    meta = details.metadata or {}
+    return JobInfo(
+        job_id=str(details.submission_id or details.job_id),
+        state=str(details.status.value if hasattr(details.status, "value") else details.status),  # type: ignore[arg-type]
+        team=meta.get(META_TEAM, ""),
+        experiment=meta.get(META_EXPERIMENT, ""),
+        spec_sha256=meta.get(META_SPEC_SHA256, ""),
+        message=details.message or "",
+        start_time_ms=details.start_time,
+        end_time_ms=details.end_time,
+    )

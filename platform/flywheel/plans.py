@@ -1,0 +1,70 @@
+"""Plans: what will be submitted, derived purely from a spec and the settings.
+
+Spec (what a user writes) -> JobPlan (what runs). No I/O here: the bundle is written by the
+client and read back inside the job by :mod:`flywheel.runtime`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from pathlib import PurePosixPath
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from flywheel.settings import Settings
+from flywheel.specs.experiment import ExperimentSpec
+
+#: Where the plan lives inside the job's working directory.
+PLAN_PATH = PurePosixPath(".flywheel/plan.json")
+
+#: Metadata keys attached to every Ray job flywheel submits.
+META_TEAM = "flywheel.team"
+META_EXPERIMENT = "flywheel.experiment"
+META_SPEC_SHA256 = "flywheel.spec_sha256"
+
+
+class JobPlan(BaseModel):
+    """Everything a job needs, written into its bundle as JSON."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    job_id: str = Field(description="Ray job submission id.")
+    spec: ExperimentSpec = Field(description="The validated experiment spec.")
+    spec_file: str = Field(description="File name of the spec inside the bundle.")
+    spec_sha256: str = Field(description="sha256 of the spec file's bytes.")
+    storage_root: str = Field(description="Resolved storage root (local path or s3:// URL).")
+    tracking_uri: str = Field(description="MLflow tracking URI the job records to.")
+    entrypoint: str = Field(description="Command the Ray job runs.")
+    metadata: dict[str, str] = Field(description="Ray job metadata.")
+    env_vars: dict[str, str] = Field(description="Environment of the job driver and its workers.")
+
+
+def spec_sha256(spec_bytes: bytes) -> str:
+    """Fingerprint of a spec file."""
+    return hashlib.sha256(spec_bytes).hexdigest()
+
+
+def new_job_id(spec: ExperimentSpec) -> str:
+    """A unique, readable job id: ``<team>-<name>-<8 hex>``."""
+    stem = re.sub(r"[^a-z0-9-]", "-", f"{spec.team}-{spec.name}")[:48]
+    return f"{stem}-{uuid.uuid4().hex[:8]}"
+
+
+def spec_to_job_plan(
+    spec: ExperimentSpec, spec_file: str, spec_bytes: bytes, settings: Settings, job_id: str
+) -> JobPlan:
+    """Derive the job plan for ``spec``."""
+    digest = spec_sha256(spec_bytes)
+    return JobPlan(
+        job_id=job_id,
+        spec=spec,
+        spec_file=spec_file,
+        spec_sha256=digest,
+        storage_root=spec.storage.root or str(settings.storage_root),
+        tracking_uri=settings.tracking_uri,
+        entrypoint=f"python -m flywheel.runtime {PLAN_PATH}",
+        metadata={META_TEAM: spec.team, META_EXPERIMENT: spec.name, META_SPEC_SHA256: digest},
+        env_vars={"MLFLOW_TRACKING_URI": settings.tracking_uri, "PYTHONUNBUFFERED": "1"},
+    )

@@ -1,0 +1,90 @@
+"""Splitting, fingerprinting and batching the dataset a task returns."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, cast
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+
+from flywheel.errors import FlywheelError
+from flywheel.specs.experiment import DataSpec
+
+
+@dataclass(frozen=True)
+class Split:
+    """Train and validation parts of a dataset, as index lists into it."""
+
+    dataset: Dataset[Any]
+    train_indices: list[int]
+    val_indices: list[int]
+
+    @property
+    def train(self) -> Subset[Any]:
+        return Subset(self.dataset, self.train_indices)
+
+    @property
+    def val(self) -> Subset[Any]:
+        return Subset(self.dataset, self.val_indices)
+
+
+def split_dataset(dataset: Dataset[Any], data: DataSpec) -> Split:
+    """Seeded, deterministic split: the same on every worker and every run."""
+    size = len(cast(Any, dataset))
+    n_val = max(1, round(size * data.validation_split))
+    if size - n_val < 1:
+        raise FlywheelError(f"the dataset has {size} samples: too few to hold out a validation split")
+    order = torch.randperm(size, generator=torch.Generator().manual_seed(data.seed)).tolist()
+    return Split(dataset, train_indices=order[n_val:], val_indices=order[:n_val])
+
+
+def to_arrays(dataset: Dataset[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """All (features, target) pairs of a dataset stacked into two arrays."""
+    items = [dataset[i] for i in range(len(cast(Any, dataset)))]
+    features = np.stack([np.asarray(x) for x, _ in items])
+    targets = np.stack([np.asarray(y) for _, y in items])
+    return features, targets
+
+
+def fingerprint(features: np.ndarray, targets: np.ndarray) -> str:
+    """sha256 over shapes, dtypes and bytes of the data: changes when any value changes."""
+    digest = hashlib.sha256()
+    for array in (features, targets):
+        contiguous = np.ascontiguousarray(array)
+        digest.update(f"{contiguous.dtype}{contiguous.shape}".encode())
+        digest.update(contiguous.tobytes())
+    return digest.hexdigest()
+
+
+def train_loader(
+    split: Split, batch_per_worker: int, data: DataSpec, rank: int, world_size: int
+) -> tuple[DataLoader[Any], DistributedSampler[Any]]:
+    """Loader over this worker's shard of the training set.
+
+    A DistributedSampler is used at every world size, with ``drop_last`` on both sampler and
+    loader, so that N workers at batch b see exactly the batches one worker sees at batch N*b.
+    """
+    sampler: DistributedSampler[Any] = DistributedSampler(
+        split.train,
+        num_replicas=world_size,
+        rank=rank,
+        shuffle=data.shuffle,
+        seed=data.seed,
+        drop_last=True,
+    )
+    if len(sampler) < batch_per_worker:
+        raise FlywheelError(
+            f"each worker gets {len(sampler)} training samples, fewer than its batch of "
+            f"{batch_per_worker}; lower train.batch_size or the number of workers"
+        )
+    loader = DataLoader(split.train, batch_size=batch_per_worker, sampler=sampler, drop_last=True)
+    return loader, sampler
+
+
+def val_loader(split: Split, batch_size: int, rank: int, world_size: int) -> DataLoader[Any]:
+    """Loader over this worker's strided shard of the validation set, without padding."""
+    shard = Subset(split.dataset, split.val_indices[rank::world_size])
+    return DataLoader(shard, batch_size=batch_size, shuffle=False)

@@ -1,0 +1,168 @@
+"""The job driver: checks, distributed training, tracking and registration of one experiment.
+
+Runs as the Ray job's entrypoint. The MLflow run it opens always ends: FINISHED on success,
+FAILED (with the reason) on any error, KILLED when the job is stopped.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform as stdlib_platform
+import signal
+import sys
+import traceback
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import numpy as np
+import ray
+import torch
+
+from flywheel.errors import FlywheelError
+from flywheel.plans import PLAN_PATH, JobPlan
+from flywheel.progress import ProgressEvent, emit
+from flywheel.runtime import checks
+from flywheel.runtime import data as data_mod
+from flywheel.runtime.task import LoadedTask, load_task
+from flywheel.runtime.train import fit, load_checkpoint_state
+from flywheel.specs.base import Scalar
+from flywheel.tracking import TAG_JOB_ID, TAG_SPEC_SHA256, TAG_TEAM, ExperimentRun
+
+_INPUT_EXAMPLE_ROWS = 5
+
+
+class JobStopped(BaseException):
+    """Raised in the driver when the job is stopped (SIGTERM)."""
+
+
+def main(argv: list[str]) -> int:
+    """Run the experiment described by the plan file ``argv[0]``; return the exit code."""
+    plan = JobPlan.model_validate_json(Path(argv[0] if argv else PLAN_PATH).read_text())
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    ray.init()
+    spec = plan.spec
+    emit(ProgressEvent("setup", f"MLflow experiment {spec.mlflow_experiment}"))
+    tags = {TAG_JOB_ID: plan.job_id, TAG_TEAM: spec.team, TAG_SPEC_SHA256: plan.spec_sha256}
+    if spec.description:
+        tags["mlflow.note.content"] = spec.description
+    run = ExperimentRun(
+        plan.tracking_uri, spec.mlflow_experiment, plan.job_id, {**spec.tracking.tags, **tags}
+    )
+    try:
+        run_experiment(plan, run, Path.cwd())
+    except JobStopped:
+        run.end("KILLED", "the job was stopped")
+        emit(ProgressEvent("failed", "the job was stopped"))
+        return 1
+    except Exception as e:  # every failure ends the MLflow run FAILED, then fails the job
+        reason = str(e) if isinstance(e, FlywheelError) else traceback.format_exc()
+        run.end("FAILED", reason)
+        emit(ProgressEvent("failed", str(e) or type(e).__name__))
+        print(f"flywheel: {reason}", file=sys.stderr, flush=True)
+        return 1
+    run.end("FINISHED")
+    emit(ProgressEvent("done", f"MLflow run {run.run_id}"))
+    return 0
+
+
+def run_experiment(plan: JobPlan, run: ExperimentRun, experiment_dir: Path) -> None:
+    """Checks, training and registration, recorded in ``run``."""
+    spec = plan.spec
+    run.log_params({**flatten(spec.model_dump(mode="json")), **_versions()})
+    run.log_text((experiment_dir / plan.spec_file).read_text(), f"spec/{plan.spec_file}")
+    task = load_task(experiment_dir, spec.task.module)
+    hparams = {**spec.data.params, **spec.hparams}
+    dataset = task.module.load_data(hparams)
+    split = data_mod.split_dataset(dataset, spec.data)
+    features, targets = data_mod.to_arrays(dataset)
+    digest = data_mod.fingerprint(features, targets)
+    run.log_dataset(
+        features, targets, name=f"{spec.task.module}.load_data", digest=digest[:36], source=None
+    )
+    run.log_params(
+        {"data.sha256": digest, "data.train_size": len(split.train_indices), "data.val_size": len(split.val_indices)}
+    )
+    _run_checks(plan, run, task, hparams, split, targets)
+    emit(ProgressEvent("train", "starting Ray Train workers", epoch=0, epochs=spec.train.epochs))
+    result = fit(plan, run.run_id)
+    if result.checkpoint is None:
+        raise FlywheelError("training finished without a checkpoint; nothing to register")
+    _register(plan, run, task, hparams, load_checkpoint_state(result.checkpoint), features)
+
+
+def _run_checks(
+    plan: JobPlan,
+    run: ExperimentRun,
+    task: LoadedTask,
+    hparams: dict[str, Scalar],
+    split: data_mod.Split,
+    targets: np.ndarray,
+) -> None:
+    spec = plan.spec
+    if spec.checks.baseline:
+        metrics = checks.baseline_metrics(
+            targets[split.train_indices], targets[split.val_indices], spec.task.kind
+        )
+        run.log_metrics(metrics)
+        emit(ProgressEvent("baseline", "trivial baseline", metrics=metrics))
+    if spec.checks.overfit_one_batch.enabled:
+        emit(ProgressEvent("overfit", "overfitting one batch"))
+        torch.manual_seed(spec.data.seed)
+        model = task.module.build_model(hparams)
+        metrics = checks.overfit_one_batch(model, split.dataset, split.train_indices, spec)
+        run.log_metrics(metrics)
+        emit(ProgressEvent("overfit", "passed", metrics=metrics))
+
+
+def _register(
+    plan: JobPlan,
+    run: ExperimentRun,
+    task: LoadedTask,
+    hparams: dict[str, Scalar],
+    state: dict[str, Any],
+    features: np.ndarray,
+) -> None:
+    spec = plan.spec
+    emit(ProgressEvent("register", "logging the final model"))
+    model = task.module.build_model(hparams)
+    model.load_state_dict(state["model"])
+    model.eval()
+    example = features[:_INPUT_EXAMPLE_ROWS].astype(np.float32)
+    with torch.no_grad():
+        output = model(torch.from_numpy(example)).numpy()
+    version = run.log_model(
+        model,
+        input_example=example,
+        output_example=output,
+        code_paths=[task.code_path],
+        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}"],
+        registered_model=spec.registered_model if spec.tracking.register_model else None,
+    )
+    if version is not None:
+        emit(ProgressEvent("register", f"registered {version.name} version {version.version}"))
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``: spec sections as MLflow params."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _versions() -> dict[str, str]:
+    return {
+        "version.flywheel": importlib.metadata.version("flywheel"),
+        "version.ray": ray.__version__,
+        "version.torch": torch.__version__,
+        "version.python": stdlib_platform.python_version(),
+    }
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise JobStopped()

@@ -1,0 +1,174 @@
+"""Distributed training with Ray Train's TorchTrainer (strategy ddp).
+
+The driver calls :func:`fit`; every Ray Train worker runs :func:`train_loop_per_worker`. Rank 0
+writes a checkpoint every ``train.checkpoint_every_epochs`` epochs; a worker group that fails is
+restarted by Ray Train (``train.max_failures``) and resumes from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+from ray.train import Checkpoint, CheckpointConfig, FailureConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+from torch import nn
+
+from flywheel.plans import JobPlan
+from flywheel.progress import ProgressEvent, emit
+from flywheel.runtime import data as data_mod
+from flywheel.runtime.loop import evaluate_sums, make_loss, make_optimizer, sums_to_metrics, train_step
+from flywheel.runtime.task import load_task
+from flywheel.specs.experiment import ExperimentSpec, ScalingSpec
+from flywheel.tracking import TAG_RESUMED_FROM_EPOCH, log_epoch_metrics, set_run_tag
+
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+def fit(
+    plan: JobPlan, run_id: str | None, task_dir: Path | None = None, name: str | None = None
+) -> ray.train.Result:
+    """Train the plan's model on the Ray cluster; return Ray Train's result."""
+    spec = plan.spec
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={
+            "plan": plan.model_dump(mode="json"),
+            "run_id": run_id,
+            "task_dir": str(task_dir) if task_dir else None,
+        },
+        scaling_config=scaling_to_ray(spec.train.scaling),
+        run_config=ray.train.RunConfig(
+            name=name or plan.job_id,
+            storage_path=checkpoint_root(plan),
+            failure_config=FailureConfig(max_failures=spec.train.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+        ),
+    )
+    return trainer.fit()
+
+
+def scaling_to_ray(scaling: ScalingSpec) -> ScalingConfig:
+    """The spec's scaling section as a Ray Train ScalingConfig."""
+    return ScalingConfig(
+        num_workers=scaling.num_workers,
+        use_gpu=scaling.use_gpu,
+        resources_per_worker=dict(scaling.resources_per_worker) or None,
+    )
+
+
+def checkpoint_root(plan: JobPlan) -> str:
+    """Where Ray Train keeps this team's checkpoints under the storage root."""
+    return f"{plan.storage_root.rstrip('/')}/checkpoints/{plan.spec.team}/{plan.spec.name}"
+
+
+def load_checkpoint_state(checkpoint: Checkpoint) -> dict[str, Any]:
+    """The saved model/optimizer state and epoch inside a flywheel checkpoint."""
+    with checkpoint.as_directory() as directory:
+        state: dict[str, Any] = torch.load(Path(directory) / CHECKPOINT_FILE, weights_only=True)
+    return state
+
+
+@dataclass
+class _Worker:
+    """What one training worker holds."""
+
+    spec: ExperimentSpec
+    rank: int
+    world_size: int
+    device: torch.device
+    tracking_uri: str
+    run_id: str | None
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """The training loop each Ray Train worker runs."""
+    plan = JobPlan.model_validate(config["plan"])
+    spec = plan.spec
+    context = ray.train.get_context()
+    worker = _Worker(
+        spec,
+        context.get_world_rank(),
+        context.get_world_size(),
+        ray.train.torch.get_device(),
+        plan.tracking_uri,
+        config["run_id"],
+    )
+    task_dir = config["task_dir"]
+    task = load_task(Path(task_dir) if task_dir else None, spec.task.module)
+    hparams = {**spec.data.params, **spec.hparams}
+    split = data_mod.split_dataset(task.module.load_data(hparams), spec.data)
+    torch.manual_seed(spec.data.seed)
+    model = task.module.build_model(hparams)
+    optimizer_state, start_epoch = _restore(model, worker)
+    model = ray.train.torch.prepare_model(model)
+    optimizer = make_optimizer(model.parameters(), spec.train.optimizer)
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)
+    batch = spec.train.batch_size // worker.world_size
+    loader, sampler = data_mod.train_loader(split, batch, spec.data, worker.rank, worker.world_size)
+    validation = data_mod.val_loader(split, max(batch, 256), worker.rank, worker.world_size)
+    loss_fn = make_loss(spec)
+    for epoch in range(start_epoch, spec.train.epochs + 1):
+        sampler.set_epoch(epoch)
+        losses = [train_step(model, b, loss_fn, optimizer, spec, worker.device) for b in loader]
+        metrics = {"train_loss": _mean_across_workers(sum(losses) / len(losses))}
+        totals = _sum_across_workers(evaluate_sums(model, validation, loss_fn, spec, worker.device))
+        metrics.update(sums_to_metrics(totals, spec.task.kind))
+        _report(epoch, metrics, model, optimizer, worker)
+
+
+def _restore(model: nn.Module, worker: _Worker) -> tuple[dict[str, Any] | None, int]:
+    """Load the last checkpoint into ``model``; return the optimizer state and the next epoch."""
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return None, 1
+    state = load_checkpoint_state(checkpoint)
+    model.load_state_dict(state["model"])
+    epoch = int(state["epoch"])
+    if worker.rank == 0:
+        emit(ProgressEvent("train", f"resumed from the checkpoint of epoch {epoch}", epoch=epoch))
+        if worker.run_id:
+            set_run_tag(worker.tracking_uri, worker.run_id, TAG_RESUMED_FROM_EPOCH, str(epoch))
+    return state["optimizer"], epoch + 1
+
+
+def _report(
+    epoch: int,
+    metrics: dict[str, float],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    worker: _Worker,
+) -> None:
+    """Report the epoch to Ray Train (with a checkpoint when due), MLflow and the job log."""
+    train = worker.spec.train
+    due = epoch % train.checkpoint_every_epochs == 0 or epoch == train.epochs
+    if worker.rank == 0:
+        if worker.run_id:
+            log_epoch_metrics(worker.tracking_uri, worker.run_id, metrics, step=epoch)
+        emit(ProgressEvent("train", epoch=epoch, epochs=train.epochs, metrics=metrics))
+    if not (due and worker.rank == 0):
+        ray.train.report({**metrics, "epoch": epoch})
+        return
+    unwrapped = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    with tempfile.TemporaryDirectory() as directory:
+        state = {"model": unwrapped.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch}
+        torch.save(state, Path(directory) / CHECKPOINT_FILE)
+        ray.train.report({**metrics, "epoch": epoch}, checkpoint=Checkpoint.from_directory(directory))
+
+
+def _sum_across_workers(values: torch.Tensor) -> torch.Tensor:
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return values
+
+
+def _mean_across_workers(value: float) -> float:
+    world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    return float(_sum_across_workers(torch.tensor([value], dtype=torch.float64))[0]) / world

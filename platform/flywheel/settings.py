@@ -1,0 +1,91 @@
+"""Settings of flywheel, read from the environment (prefix ``FLYWHEEL_``) at an entry point.
+
+Nothing here reads the environment at import time: build ``Settings()`` where a program starts
+and pass it down.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Unix socket paths are limited to 107 bytes; Ray's session folder adds about 70 to its temp dir.
+_MAX_RAY_TEMP_DIR_CHARS = 30
+
+
+class Settings(BaseSettings):
+    """Where the platform lives and how to reach it."""
+
+    model_config = SettingsConfigDict(env_prefix="FLYWHEEL_", extra="ignore", frozen=True)
+
+    home: Path = Field(
+        default_factory=lambda: Path.home() / ".flywheel",
+        description="Platform home: MLflow database and artifacts, Ray state, default storage root.",
+    )
+    host: str = Field(
+        default="127.0.0.1",
+        description="Address the embedded servers bind to. Loopback by default; change with care.",
+    )
+    ray_dashboard_port: int = Field(default=8265, description="Ray dashboard and Jobs API port.")
+    ray_gcs_port: int = Field(default=6379, description="Ray head (GCS) port.")
+    ray_client_port: int = Field(default=10001, description="Ray client server port.")
+    ray_agent_port: int = Field(default=52365, description="Ray dashboard agent HTTP port.")
+    ray_num_cpus: int | None = Field(
+        default=None, description="CPUs the embedded Ray head offers (default: all of them)."
+    )
+    ray_object_store_memory_mib: int = Field(
+        default=1024,
+        ge=100,
+        description="Shared memory of the embedded Ray head's object store, in MiB.",
+    )
+    mlflow_port: int = Field(default=5000, description="MLflow tracking server port.")
+    ray_address: str | None = Field(
+        default=None,
+        description="Jobs API URL of a Ray cluster to use instead of the embedded one.",
+    )
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        description="MLflow tracking URI to use instead of the embedded server.",
+    )
+    ray_auth_token: SecretStr | None = Field(
+        default=None,
+        description="Ray cluster token (default: read from the file `flywheel up` writes).",
+    )
+    ray_temp_dir: Path | None = Field(
+        default=None,
+        description="Ray's temp/session folder (default: under home when its path is short enough).",
+    )
+
+    @property
+    def jobs_url(self) -> str:
+        """URL of the Ray Jobs API (the dashboard)."""
+        return self.ray_address or f"http://{self.host}:{self.ray_dashboard_port}"
+
+    @property
+    def tracking_uri(self) -> str:
+        """URL of the MLflow tracking server."""
+        return self.mlflow_tracking_uri or f"http://{self.host}:{self.mlflow_port}"
+
+    @property
+    def storage_root(self) -> Path:
+        """Default storage root for experiments that do not name one."""
+        return self.home / "storage"
+
+    @property
+    def ray_auth_token_path(self) -> Path:
+        """File holding the Ray cluster's authentication token (mode 0600)."""
+        return self.home / "ray" / "auth_token"
+
+    @property
+    def resolved_ray_temp_dir(self) -> Path:
+        """Ray's temp dir: under home when short enough for unix sockets, else under /tmp."""
+        if self.ray_temp_dir is not None:
+            return self.ray_temp_dir
+        candidate = self.home / "ray" / "tmp"
+        if len(str(candidate)) <= _MAX_RAY_TEMP_DIR_CHARS:
+            return candidate
+        digest = hashlib.sha256(str(self.home.resolve()).encode()).hexdigest()[:10]
+        return Path("/tmp") / f"flywheel-ray-{digest}"

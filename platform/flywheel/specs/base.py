@@ -1,0 +1,20 @@
+"""The strict base model every spec section derives from."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+#: A name usable in job ids, Kubernetes objects and MLflow: lower case, digits and dashes.
+SLUG_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+
+#: A dotted Python import path, such as ``task`` or ``models.digits``.
+IMPORT_PATH_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
+
+#: A value a user may put in ``hparams`` or ``data.params``.
+Scalar = bool | int | float | str
+
+
+class StrictModel(BaseModel):
+    """Strict: unknown keys are errors, so a typo in a spec is reported instead of ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)

@@ -1,0 +1,207 @@
+"""The experiment spec: what a team writes to run one experiment.
+
+Pure pydantic models: no I/O, no ray. Loading from YAML with file:line errors is in
+:mod:`flywheel.specs.loading`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from flywheel.specs.base import IMPORT_PATH_PATTERN, SLUG_PATTERN, Scalar, StrictModel
+
+#: A name the MLflow Model Registry accepts and that is safe in URLs and file names.
+REGISTRY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class TaskSpec(StrictModel):
+    """The user's code: a module in the experiment folder with ``build_model`` and ``load_data``."""
+
+    module: str = Field(
+        pattern=IMPORT_PATH_PATTERN,
+        description=(
+            "Import path, relative to the experiment folder, of the module that defines "
+            "`build_model(hparams)` (returns a torch.nn.Module) and `load_data(hparams)` "
+            "(returns a sized torch Dataset of (features, target) pairs)."
+        ),
+    )
+    kind: Literal["classification", "regression"] = Field(
+        default="classification",
+        description="Problem type; picks the loss, the metrics and the baseline.",
+    )
+
+
+class DataSpec(StrictModel):
+    """How the dataset returned by ``load_data`` is split and ordered."""
+
+    validation_split: float = Field(
+        default=0.2, gt=0.0, lt=1.0, description="Fraction of the data held out for validation."
+    )
+    seed: int = Field(
+        default=0, ge=0, description="Seed of the train/validation split and the shuffling."
+    )
+    shuffle: bool = Field(default=True, description="Shuffle the training data every epoch.")
+    params: dict[str, Scalar] = Field(
+        default_factory=dict,
+        description="Dataset parameters, passed to `load_data` merged into `hparams`.",
+    )
+
+
+class OptimizerSpec(StrictModel):
+    """The optimizer. Adam at 3e-4 is the practitioners' safe default."""
+
+    name: Literal["adam", "adamw", "sgd"] = Field(default="adam", description="Optimizer.")
+    lr: float = Field(default=3e-4, gt=0.0, description="Learning rate.")
+    weight_decay: float = Field(default=0.0, ge=0.0, description="Weight decay (L2).")
+    momentum: float = Field(default=0.9, ge=0.0, lt=1.0, description="Momentum; used by sgd only.")
+
+
+class ScalingSpec(StrictModel):
+    """How many Ray Train workers, and what each one gets."""
+
+    num_workers: int = Field(default=1, ge=1, description="Number of training workers.")
+    use_gpu: bool = Field(default=False, description="Give each worker a GPU.")
+    resources_per_worker: dict[str, Annotated[float, Field(gt=0.0)]] = Field(
+        default_factory=dict,
+        description="Ray resources per worker, e.g. `{CPU: 2, GPU: 0.5}`. Empty: 1 CPU (+1 GPU).",
+    )
+
+
+class TrainSpec(StrictModel):
+    """Training: epochs, batches, optimizer, parallelism and checkpoints."""
+
+    epochs: int = Field(default=10, ge=1, description="Number of passes over the training data.")
+    batch_size: int = Field(
+        default=64,
+        ge=1,
+        description=(
+            "Global batch size; each of the `scaling.num_workers` workers gets an equal share."
+        ),
+    )
+    optimizer: OptimizerSpec = Field(
+        default_factory=OptimizerSpec, description="Optimizer and its settings."
+    )
+    grad_clip_norm: float | None = Field(
+        default=None, gt=0.0, description="Clip the global gradient norm to this value; null: off."
+    )
+    precision: Literal["fp32", "bf16"] = Field(
+        default="fp32",
+        description="Numeric precision: fp32, or bf16 autocast for the forward pass.",
+    )
+    checkpoint_every_epochs: int = Field(
+        default=1, ge=1, description="Write a checkpoint every N epochs (and after the last one)."
+    )
+    max_failures: int = Field(
+        default=2,
+        ge=0,
+        description="Times a failed training worker group restarts from its last checkpoint.",
+    )
+    strategy: Literal["ddp"] = Field(
+        default="ddp",
+        description="Parallelism strategy. `ddp`: data parallel (DistributedDataParallel).",
+    )
+    scaling: ScalingSpec = Field(
+        default_factory=ScalingSpec, description="Workers and their resources."
+    )
+
+    @model_validator(mode="after")
+    def _batch_splits_evenly(self) -> TrainSpec:
+        workers = self.scaling.num_workers
+        if self.batch_size % workers:
+            raise ValueError(
+                f"batch_size {self.batch_size} does not split evenly over {workers} workers; "
+                f"use a multiple of {workers}"
+            )
+        return self
+
+
+class OverfitSpec(StrictModel):
+    """The overfit-one-batch check: a healthy model and loss can memorise a single batch."""
+
+    enabled: bool = Field(default=True, description="Run the check before training.")
+    steps: int = Field(default=200, ge=1, description="Optimizer steps on the one batch.")
+    loss_threshold: float = Field(
+        default=0.05, gt=0.0, description="The check fails unless the loss falls below this."
+    )
+    batch_size: int = Field(default=32, ge=1, description="Size of the one batch.")
+    lr: float | None = Field(
+        default=None, gt=0.0, description="Learning rate for the check; null: 10x the training lr."
+    )
+
+
+class ChecksSpec(StrictModel):
+    """Sanity checks run before the real training."""
+
+    baseline: bool = Field(
+        default=True,
+        description=(
+            "Log a trivial baseline: majority class (classification) or the mean (regression)."
+        ),
+    )
+    overfit_one_batch: OverfitSpec = Field(
+        default_factory=OverfitSpec, description="The overfit-one-batch check."
+    )
+
+
+class TrackingSpec(StrictModel):
+    """Where the experiment is recorded in MLflow."""
+
+    experiment: str | None = Field(
+        default=None,
+        min_length=1,
+        description="MLflow experiment name; default `<team>/<name>`.",
+    )
+    tags: dict[str, str] = Field(default_factory=dict, description="Extra tags on the MLflow run.")
+    registered_model: str | None = Field(
+        default=None,
+        pattern=REGISTRY_NAME_PATTERN,
+        description="Model Registry name for the final model; default `<team>-<name>`.",
+    )
+    register_model: bool = Field(default=True, description="Register the final model.")
+
+
+class StorageSpec(StrictModel):
+    """Where checkpoints and experiment state are kept."""
+
+    root: str | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "Storage root: a local directory or `s3://bucket/prefix`; "
+            "default under the platform home."
+        ),
+    )
+
+
+class ExperimentSpec(StrictModel):
+    """One experiment: what to train, on what data, how, and where to record it."""
+
+    name: str = Field(
+        pattern=SLUG_PATTERN, description="Experiment name (lower case, digits, dashes)."
+    )
+    team: str = Field(pattern=SLUG_PATTERN, description="Team that owns the experiment.")
+    description: str = Field(default="", description="Free text shown in listings and MLflow.")
+    task: TaskSpec = Field(description="The user's model and data code.")
+    data: DataSpec = Field(default_factory=DataSpec, description="Data split and order.")
+    train: TrainSpec = Field(default_factory=TrainSpec, description="Training settings.")
+    hparams: dict[str, Scalar] = Field(
+        default_factory=dict,
+        description="Fixed hyperparameters, passed to `build_model` and `load_data`.",
+    )
+    checks: ChecksSpec = Field(
+        default_factory=ChecksSpec, description="Pre-training sanity checks."
+    )
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec, description="MLflow tracking.")
+    storage: StorageSpec = Field(default_factory=StorageSpec, description="Storage root.")
+
+    @property
+    def mlflow_experiment(self) -> str:
+        """MLflow experiment name, defaulted from team and name."""
+        return self.tracking.experiment or f"{self.team}/{self.name}"
+
+    @property
+    def registered_model(self) -> str:
+        """Model Registry name, defaulted from team and name."""
+        return self.tracking.registered_model or f"{self.team}-{self.name}"

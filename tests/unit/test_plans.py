@@ -1,0 +1,54 @@
+"""Plan building: spec + settings -> JobPlan."""
+
+from pathlib import Path
+
+from flywheel.plans import (
+    META_EXPERIMENT,
+    META_SPEC_SHA256,
+    META_TEAM,
+    PLAN_PATH,
+    JobPlan,
+    new_job_id,
+    spec_sha256,
+    spec_to_job_plan,
+)
+from flywheel.settings import Settings
+from flywheel.specs import ExperimentSpec
+
+SPEC = ExperimentSpec.model_validate({"name": "digits", "team": "vision", "task": {"module": "task"}})
+
+
+def test_plan_carries_metadata_entrypoint_and_tracking(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, mlflow_port=5123)
+    plan = spec_to_job_plan(SPEC, "train.yaml", b"name: digits\n", settings, "job-1")
+    assert plan.entrypoint == f"python -m flywheel.runtime {PLAN_PATH}"
+    assert plan.metadata == {
+        META_TEAM: "vision",
+        META_EXPERIMENT: "digits",
+        META_SPEC_SHA256: spec_sha256(b"name: digits\n"),
+    }
+    assert plan.tracking_uri == "http://127.0.0.1:5123"
+    assert plan.env_vars["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5123"
+    assert plan.storage_root == str(tmp_path / "storage")
+
+
+def test_plan_uses_the_spec_storage_root_when_given(tmp_path: Path) -> None:
+    spec = ExperimentSpec.model_validate({**SPEC.model_dump(), "storage": {"root": "s3://bucket/prefix"}})
+    plan = spec_to_job_plan(spec, "train.yaml", b"", Settings(home=tmp_path), "job-1")
+    assert plan.storage_root == "s3://bucket/prefix"
+
+
+def test_plan_round_trips_through_json(tmp_path: Path) -> None:
+    plan = spec_to_job_plan(SPEC, "train.yaml", b"x", Settings(home=tmp_path), "job-1")
+    assert JobPlan.model_validate_json(plan.model_dump_json()) == plan
+
+
+def test_sha256_changes_with_the_bytes() -> None:
+    assert spec_sha256(b"a") != spec_sha256(b"b")
+    assert len(spec_sha256(b"a")) == 64
+
+
+def test_job_ids_are_unique_and_readable() -> None:
+    ids = {new_job_id(SPEC) for _ in range(50)}
+    assert len(ids) == 50
+    assert all(i.startswith("vision-digits-") for i in ids)
