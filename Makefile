@@ -15,9 +15,11 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: setup
-	$(BIN)/python experiments/demo.py
+	$(BIN)/flywheel up
+	$(BIN)/flywheel submit experiments/digits/train.yaml --follow
+	$(BIN)/python experiments/digits/show.py
 
-test: setup
+test: lint
 	$(BIN)/pytest
 
 test-unit: setup

@@ -4,9 +4,9 @@ imported here and nowhere else.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import Literal, Protocol, TypeVar
 
 import requests

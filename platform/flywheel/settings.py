@@ -23,7 +23,7 @@ class Settings(BaseSettings):
 
     home: Path = Field(
         default_factory=lambda: Path.home() / ".flywheel",
-        description="Platform home: MLflow database and artifacts, Ray state, default storage root.",
+        description="Platform home: MLflow database and artifacts, Ray state, storage root.",
     )
     host: str = Field(
         default="127.0.0.1",
@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     )
     ray_temp_dir: Path | None = Field(
         default=None,
-        description="Ray's temp/session folder (default: under home when its path is short enough).",
+        description="Ray's temp/session folder (default: under home when the path is short).",
     )
 
     @property

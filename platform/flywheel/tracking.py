@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import mlflow
-import mlflow.data
 import mlflow.pytorch
 import numpy as np
 from mlflow import MlflowClient
+from mlflow.data.numpy_dataset import from_numpy
 from mlflow.entities import Metric, Param
 from mlflow.models import infer_signature
 
@@ -49,6 +49,7 @@ class ExperimentRun:
         self._run = mlflow.start_run(run_name=run_name, tags=tags)
         self.run_id: str = self._run.info.run_id
         self.experiment_id: str = self._run.info.experiment_id
+        self.ended = False
 
     def log_params(self, params: dict[str, Any]) -> None:
         """Log parameters, batched (MLflow accepts at most 100 per call)."""
@@ -75,12 +76,9 @@ class ExperimentRun:
         targets: np.ndarray,
         name: str,
         digest: str,
-        source: str | None,
     ) -> None:
         """Record the training dataset and its fingerprint as the run's input."""
-        dataset = mlflow.data.from_numpy(
-            features, targets=targets, name=name, digest=digest, source=source
-        )
+        dataset = from_numpy(features, targets=targets, name=name, digest=digest)
         mlflow.log_input(dataset, context="training")
 
     def log_model(
@@ -108,7 +106,10 @@ class ExperimentRun:
         return RegisteredVersion(registered_model, version, f"models:/{registered_model}/{version}")
 
     def end(self, status: RunStatus, reason: str | None = None) -> None:
-        """End the run; a FAILED or KILLED run records why."""
+        """End the run once; a FAILED or KILLED run records why. Later calls do nothing."""
+        if self.ended:
+            return
+        self.ended = True
         if reason:
             mlflow.set_tag(TAG_FAILURE_REASON, reason[-_MAX_TAG_CHARS:])
         mlflow.end_run(status=status)
@@ -124,4 +125,3 @@ def log_epoch_metrics(tracking_uri: str, run_id: str, metrics: dict[str, float],
 def set_run_tag(tracking_uri: str, run_id: str, key: str, value: str) -> None:
     """Set one tag on an existing run (used by training workers)."""
     MlflowClient(tracking_uri).set_tag(run_id, key, value)
-

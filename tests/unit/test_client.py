@@ -32,7 +32,9 @@ class MemoryBackend:
         return [self.get(job_id) for job_id in self.submitted]
 
     def get(self, job_id: str) -> JobInfo:
-        state, _ = self.script[min(self.calls, len(self.script) - 1)] if self.script else ("PENDING", "")
+        state, _ = (
+            self.script[min(self.calls, len(self.script) - 1)] if self.script else ("PENDING", "")
+        )
         self.calls += 1
         return JobInfo(job_id, state, "vision", "digits", "", "", None, None)  # type: ignore[arg-type]
 
@@ -72,11 +74,16 @@ def test_invalid_spec_submits_nothing(experiment: Path, tmp_path: Path) -> None:
     assert backend.submitted == {}
 
 
-def test_missing_task_function_is_reported_at_the_module_line(experiment: Path, tmp_path: Path) -> None:
+def test_missing_task_function_is_reported_at_the_module_line(
+    experiment: Path, tmp_path: Path
+) -> None:
     (experiment.parent / "task.py").write_text("def build_model(hparams):\n    pass\n")
     with pytest.raises(SpecError) as caught:
         Client(Settings(home=tmp_path), MemoryBackend()).validate(experiment)
-    assert str(caught.value) == f"{experiment}:4: task.module: module 'task' does not define load_data(hparams)"
+    assert (
+        str(caught.value)
+        == f"{experiment}:4: task.module: module 'task' does not define load_data(hparams)"
+    )
 
 
 def test_follow_yields_new_lines_and_events_until_the_job_ends(tmp_path: Path) -> None:
@@ -91,7 +98,12 @@ def test_follow_yields_new_lines_and_events_until_the_job_ends(tmp_path: Path) -
     updates = list(client.follow("job", poll_s=0))
     assert [u.job.state for u in updates] == ["RUNNING", "RUNNING", "SUCCEEDED"]
     assert [line for u in updates for line in u.lines] == [
-        "hello", "partial line", first, first, second, "bye",
+        "hello",
+        "partial line",
+        first,
+        first,
+        second,
+        "bye",
     ]
     events = [e for u in updates for e in u.events]
     assert [e.epoch for e in events] == [1, 2]  # the repeated line shows once

@@ -15,7 +15,9 @@ from flywheel.plans import (
 from flywheel.settings import Settings
 from flywheel.specs import ExperimentSpec
 
-SPEC = ExperimentSpec.model_validate({"name": "digits", "team": "vision", "task": {"module": "task"}})
+SPEC = ExperimentSpec.model_validate(
+    {"name": "digits", "team": "vision", "task": {"module": "task"}}
+)
 
 
 def test_plan_carries_metadata_entrypoint_and_tracking(tmp_path: Path) -> None:
@@ -33,7 +35,9 @@ def test_plan_carries_metadata_entrypoint_and_tracking(tmp_path: Path) -> None:
 
 
 def test_plan_uses_the_spec_storage_root_when_given(tmp_path: Path) -> None:
-    spec = ExperimentSpec.model_validate({**SPEC.model_dump(), "storage": {"root": "s3://bucket/prefix"}})
+    spec = ExperimentSpec.model_validate(
+        {**SPEC.model_dump(), "storage": {"root": "s3://bucket/prefix"}}
+    )
     plan = spec_to_job_plan(spec, "train.yaml", b"", Settings(home=tmp_path), "job-1")
     assert plan.storage_root == "s3://bucket/prefix"
 

@@ -95,7 +95,9 @@ def platform_status(state: PlatformStatus) -> None:
     out.print(table)
     if state.running:
         data = state.to_dict()
-        out.print(f"Ray dashboard: {data['ray_dashboard_url']}  (token in {data['ray_auth_token_path']})")
+        out.print(
+            f"Ray dashboard: {data['ray_dashboard_url']}  (token in {data['ray_auth_token_path']})"
+        )
         out.print(f"MLflow UI:     {data['mlflow_url']}")
 
 
@@ -125,7 +127,9 @@ def jobs_table(jobs: list[JobInfo]) -> None:
     for column in ("job", "state", "team", "experiment", "started"):
         table.add_column(column)
     for job in jobs:
-        table.add_row(job.job_id, _state(job.state), job.team, job.experiment, _time(job.start_time_ms))
+        table.add_row(
+            job.job_id, _state(job.state), job.team, job.experiment, _time(job.start_time_ms)
+        )
     out.print(table if jobs else "no jobs")
 
 

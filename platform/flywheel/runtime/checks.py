@@ -26,7 +26,9 @@ OVERFIT_ADVICE = (
 )
 
 
-def baseline_metrics(train_targets: np.ndarray, val_targets: np.ndarray, kind: str) -> dict[str, float]:
+def baseline_metrics(
+    train_targets: np.ndarray, val_targets: np.ndarray, kind: str
+) -> dict[str, float]:
     """Metrics of the trivial predictor learnt from the training targets, on validation.
 
     Classification: always the majority class (accuracy), with the class frequencies as the
@@ -50,8 +52,9 @@ def overfit_one_batch(
 ) -> dict[str, float]:
     """Train on one fixed batch; raise CheckFailedError unless the loss falls below the threshold.
 
-    Dropout and batch-norm updates are off, as the recipe teaches. The batch is re-read from the dataset at every step, so a dataset whose labels change from
-    one read to the next (a real bug class) fails the check too.
+    Dropout and batch-norm updates are off, as the recipe teaches. The batch is re-read from
+    the dataset at every step, so a dataset whose labels change from one read to the next (a
+    real bug class) fails the check too.
     """
     check = spec.checks.overfit_one_batch
     batch_indices = indices[: check.batch_size]

@@ -36,7 +36,9 @@ def split_dataset(dataset: Dataset[Any], data: DataSpec) -> Split:
     size = len(cast(Any, dataset))
     n_val = max(1, round(size * data.validation_split))
     if size - n_val < 1:
-        raise FlywheelError(f"the dataset has {size} samples: too few to hold out a validation split")
+        raise FlywheelError(
+            f"the dataset has {size} samples: too few to hold out a validation split"
+        )
     order = torch.randperm(size, generator=torch.Generator().manual_seed(data.seed)).tolist()
     return Split(dataset, train_indices=order[n_val:], val_indices=order[:n_val])
 

@@ -12,7 +12,6 @@ import signal
 import sys
 import traceback
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -39,7 +38,6 @@ class JobStopped(BaseException):
 def main(argv: list[str]) -> int:
     """Run the experiment described by the plan file ``argv[0]``; return the exit code."""
     plan = JobPlan.model_validate_json(Path(argv[0] if argv else PLAN_PATH).read_text())
-    signal.signal(signal.SIGTERM, _on_sigterm)
     ray.init()
     spec = plan.spec
     emit(ProgressEvent("setup", f"MLflow experiment {spec.mlflow_experiment}"))
@@ -49,11 +47,13 @@ def main(argv: list[str]) -> int:
     run = ExperimentRun(
         plan.tracking_uri, spec.mlflow_experiment, plan.job_id, {**spec.tracking.tags, **tags}
     )
+    # After ray.init, which installs a handler of its own. Ray kills a stopped job a few seconds
+    # after SIGTERM, so the run is ended in the handler itself, before anything else.
+    signal.signal(signal.SIGTERM, lambda signum, frame: _on_sigterm(run))
     try:
         run_experiment(plan, run, Path.cwd())
-    except JobStopped:
-        run.end("KILLED", "the job was stopped")
-        emit(ProgressEvent("failed", "the job was stopped"))
+    except (JobStopped, KeyboardInterrupt, SystemExit):
+        _end_killed(run)
         return 1
     except Exception as e:  # every failure ends the MLflow run FAILED, then fails the job
         reason = str(e) if isinstance(e, FlywheelError) else traceback.format_exc()
@@ -77,11 +77,13 @@ def run_experiment(plan: JobPlan, run: ExperimentRun, experiment_dir: Path) -> N
     split = data_mod.split_dataset(dataset, spec.data)
     features, targets = data_mod.to_arrays(dataset)
     digest = data_mod.fingerprint(features, targets)
-    run.log_dataset(
-        features, targets, name=f"{spec.task.module}.load_data", digest=digest[:36], source=None
-    )
+    run.log_dataset(features, targets, name=f"{spec.task.module}.load_data", digest=digest[:36])
     run.log_params(
-        {"data.sha256": digest, "data.train_size": len(split.train_indices), "data.val_size": len(split.val_indices)}
+        {
+            "data.sha256": digest,
+            "data.train_size": len(split.train_indices),
+            "data.val_size": len(split.val_indices),
+        }
     )
     _run_checks(plan, run, task, hparams, split, targets)
     emit(ProgressEvent("train", "starting Ray Train workers", epoch=0, epochs=spec.train.epochs))
@@ -164,5 +166,13 @@ def _versions() -> dict[str, str]:
     }
 
 
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+def _on_sigterm(run: ExperimentRun) -> None:
+    """End the run KILLED, then unwind the driver."""
+    _end_killed(run)
     raise JobStopped()
+
+
+def _end_killed(run: ExperimentRun) -> None:
+    if not run.ended:
+        run.end("KILLED", "the job was stopped")
+        emit(ProgressEvent("failed", "the job was stopped"))

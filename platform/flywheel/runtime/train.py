@@ -23,7 +23,13 @@ from torch import nn
 from flywheel.plans import JobPlan
 from flywheel.progress import ProgressEvent, emit
 from flywheel.runtime import data as data_mod
-from flywheel.runtime.loop import evaluate_sums, make_loss, make_optimizer, sums_to_metrics, train_step
+from flywheel.runtime.loop import (
+    evaluate_sums,
+    make_loss,
+    make_optimizer,
+    sums_to_metrics,
+    train_step,
+)
 from flywheel.runtime.task import load_task
 from flywheel.specs.experiment import ExperimentSpec, ScalingSpec
 from flywheel.tracking import TAG_RESUMED_FROM_EPOCH, log_epoch_metrics, set_run_tag
@@ -158,9 +164,15 @@ def _report(
         return
     unwrapped = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
     with tempfile.TemporaryDirectory() as directory:
-        state = {"model": unwrapped.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch}
+        state = {
+            "model": unwrapped.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "epoch": epoch,
+        }
         torch.save(state, Path(directory) / CHECKPOINT_FILE)
-        ray.train.report({**metrics, "epoch": epoch}, checkpoint=Checkpoint.from_directory(directory))
+        ray.train.report(
+            {**metrics, "epoch": epoch}, checkpoint=Checkpoint.from_directory(directory)
+        )
 
 
 def _sum_across_workers(values: torch.Tensor) -> torch.Tensor:

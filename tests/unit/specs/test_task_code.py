@@ -44,7 +44,9 @@ def test_missing_functions_are_each_reported(tmp_path: Path) -> None:
 
 def test_function_without_argument(tmp_path: Path) -> None:
     (tmp_path / "task.py").write_text("def build_model():\n    pass\ndef load_data(h):\n    pass\n")
-    assert task_module_problems(tmp_path, "task") == ["task.build_model must take one argument (hparams)"]
+    assert task_module_problems(tmp_path, "task") == [
+        "task.build_model must take one argument (hparams)"
+    ]
 
 
 def test_syntax_error_is_reported_with_its_line(tmp_path: Path) -> None:

@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks of flywheel against named peers; results go to docs/benchmarks.md."""

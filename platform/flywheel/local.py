@@ -1,0 +1,478 @@
+"""The embedded platform: a Ray head and an MLflow server, run as child processes on this machine.
+
+``flywheel up`` starts both, each in a session of its own, output in ``<home>/logs``, pid in
+``<home>/run``; ``flywheel down`` stops exactly those sessions. It never runs ``ray stop``, which
+would stop every Ray cluster on the machine.
+
+Ray runs with token authentication: the token lives in ``settings.ray_auth_token_path`` (mode
+0600) and every Jobs API and gRPC request must carry it. With a loopback host, Ray's node address
+is pinned to loopback too, so its gRPC servers listen there only; a process that connects to the
+GCS directly needs the variables :func:`ray_client_env` returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+
+from flywheel.errors import PlatformError, PortInUseError
+from flywheel.settings import Settings
+
+__all__ = [
+    "MLFLOW",
+    "RAY",
+    "ComponentStatus",
+    "EmbeddedPlatform",
+    "PlatformStatus",
+    "UpResult",
+    "ray_client_env",
+    "read_ray_auth_token",
+]
+
+RAY = "ray"
+MLFLOW = "mlflow"
+
+_POLL_INTERVAL_S = 0.5
+_PROBE_TIMEOUT_S = 2.0
+_KILL_WAIT_S = 5.0
+_LOG_TAIL_LINES = 20
+_LOG_TAIL_BYTES = 64 * 1024
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+_PROC = Path("/proc")
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    """State of one platform component as seen from this machine."""
+
+    name: str
+    url: str
+    healthy: bool
+    pid: int | None
+    detail: str
+
+
+@dataclass(frozen=True)
+class PlatformStatus:
+    """State of the whole embedded platform, with the addresses clients need."""
+
+    home: Path
+    components: tuple[ComponentStatus, ...]
+    ray_gcs_address: str
+    ray_auth_token_path: Path
+
+    @property
+    def running(self) -> bool:
+        """True when every component answers its health check."""
+        return all(c.healthy for c in self.components)
+
+    def component(self, name: str) -> ComponentStatus:
+        """The status of the component called ``name`` (:data:`RAY` or :data:`MLFLOW`)."""
+        return next(c for c in self.components if c.name == name)
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready view for ``flywheel status --json`` and scripts."""
+        ray_url = self.component(RAY).url
+        return {
+            "home": str(self.home),
+            "running": self.running,
+            "ray_dashboard_url": ray_url,
+            "ray_jobs_url": ray_url,
+            "ray_gcs_address": self.ray_gcs_address,
+            "mlflow_url": self.component(MLFLOW).url,
+            "ray_auth_token_path": str(self.ray_auth_token_path),
+            "components": [asdict(c) for c in self.components],
+        }
+
+
+@dataclass(frozen=True)
+class UpResult:
+    """What ``up`` did: components started now, components found running, and the outcome."""
+
+    started: tuple[str, ...]
+    already_running: tuple[str, ...]
+    status: PlatformStatus
+
+
+class EmbeddedPlatform:
+    """Starts, stops and inspects the Ray head and MLflow server that live under one home."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._home = settings.home.expanduser().absolute()
+        self._components = (
+            _ray_component(settings, self._home),
+            _mlflow_component(settings, self._home),
+        )
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+
+    def up(
+        self, on_progress: Callable[[str], None] | None = None, timeout_s: float = 180.0
+    ) -> UpResult:
+        """Start whatever is not running and wait until every component is healthy.
+
+        Raises PortInUseError before starting anything when a port is taken, and PlatformError
+        when a component dies or stays unhealthy; either way nothing started here is left.
+        """
+        report = on_progress or _ignore
+        started_s = time.monotonic()
+        running = tuple(c.name for c in self._components if self._running_pid(c) is not None)
+        to_start = [c for c in self._components if c.name not in running]
+        for component in to_start:
+            component.pid_path.unlink(missing_ok=True)  # stale: its process is gone
+            _check_ports(component, self._settings.host)
+        started: list[_Component] = []
+        try:
+            for component in to_start:
+                report(f"starting {component.label} on {component.url}")
+                self._launch(component)
+                started.append(component)
+            self._wait_until_healthy(report, started_s, timeout_s)
+        except BaseException:
+            self._stop(started, _KILL_WAIT_S)
+            raise
+        return UpResult(tuple(c.name for c in started), running, self.status())
+
+    def down(self, timeout_s: float = 60.0) -> tuple[str, ...]:
+        """Stop what ``up`` started; returns the names of the components stopped."""
+        running = [c for c in self._components if self._running_pid(c) is not None]
+        for component in self._components:
+            if component not in running:
+                component.pid_path.unlink(missing_ok=True)
+        self._stop(running, timeout_s)
+        return tuple(c.name for c in running)
+
+    def status(self) -> PlatformStatus:
+        """Report each component; never raises for a stopped platform."""
+        return PlatformStatus(
+            home=self._home,
+            components=tuple(self._component_status(c) for c in self._components),
+            ray_gcs_address=f"{self._settings.host}:{self._settings.ray_gcs_port}",
+            ray_auth_token_path=self._settings.ray_auth_token_path,
+        )
+
+    def _component_status(self, component: _Component) -> ComponentStatus:
+        pid = self._running_pid(component)
+        healthy, why = self._probe(component)
+        if healthy:
+            detail = "running" if pid is not None else "running, not started by flywheel"
+        else:
+            detail = f"unhealthy: {why}" if pid is not None else "not running"
+        return ComponentStatus(component.name, component.url, healthy, pid, detail)
+
+    def _launch(self, component: _Component) -> None:
+        """Start one component in a session of its own, output to its log, pid to its pid file."""
+        for folder in (component.log_path.parent, component.pid_path.parent, *component.folders):
+            folder.mkdir(parents=True, exist_ok=True)
+        if component.name == RAY:
+            _ensure_token(self._settings.ray_auth_token_path)
+        executable = Path(sys.executable).parent / component.name
+        if not executable.is_file():
+            raise PlatformError(f"{executable} not found; install flywheel into this environment")
+        with component.log_path.open("ab") as log:
+            child = subprocess.Popen(
+                [str(executable), *component.args],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=_child_env(self._settings, self._home, component.env),
+                cwd=self._home,
+                start_new_session=True,
+            )
+        self._children[child.pid] = child
+        component.pid_path.write_text(f"{child.pid}\n")
+
+    def _wait_until_healthy(
+        self, report: Callable[[str], None], started_s: float, timeout_s: float
+    ) -> None:
+        """Poll every component until all are healthy; fail fast when a process dies."""
+        pending = list(self._components)
+        while True:
+            pending = [c for c in pending if not self._probe(c)[0]]
+            for component in self._components:  # after probing: one may answer, then die
+                if self._running_pid(component) is None:
+                    raise PlatformError(
+                        f"{component.label} exited during start-up; last lines of "
+                        f"{component.log_path}:\n{_log_tail(component.log_path)}"
+                    )
+            if not pending:
+                return
+            labels = ", ".join(c.label for c in pending)
+            elapsed_s = time.monotonic() - started_s
+            if elapsed_s > timeout_s:
+                logs = ", ".join(str(c.log_path) for c in pending)
+                raise PlatformError(f"{labels} not healthy after {timeout_s:.0f} s; see {logs}")
+            report(f"waiting for {labels} ({elapsed_s:.0f} s)")
+            time.sleep(_POLL_INTERVAL_S)
+
+    def _probe(self, component: _Component) -> tuple[bool, str]:
+        """GET each of the component's health URLs: (all answered 200, why not)."""
+        token = read_ray_auth_token(self._settings) if component.name == RAY else None
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        with httpx.Client(timeout=_PROBE_TIMEOUT_S, trust_env=False, headers=headers) as client:
+            for url in component.health_urls:
+                try:
+                    status_code = client.get(url).status_code
+                except httpx.HTTPError as error:
+                    return False, f"{url}: {type(error).__name__}"
+                if status_code != httpx.codes.OK:
+                    return False, f"{url} answered HTTP {status_code}"
+        return True, ""
+
+    def _running_pid(self, component: _Component) -> int | None:
+        """The pid in the component's pid file when that process is alive and is ours."""
+        pid = _read_pid(component.pid_path)
+        if pid is None or not self._alive(pid):
+            return None
+        if pid not in self._children and not _cmdline_contains(pid, component.marker):
+            return None  # a child of ours may not have exec'd yet; its cmdline is still ours
+        return pid
+
+    def _alive(self, pid: int) -> bool:
+        """Whether ``pid`` runs (zombies do not); reaps it when it is a child of this process."""
+        child = self._children.get(pid)
+        if child is not None:
+            return child.poll() is None
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return _stat_fields(pid)[:1] != ["Z"]
+
+    def _stop(self, components: list[_Component], timeout_s: float) -> None:
+        """SIGTERM each session leader and wait for it; then SIGKILL what is left of its session.
+
+        Ray's leader (``ray start --block``) shuts its own processes down on SIGTERM; signalling
+        the whole group at once instead makes it wait for a GCS that is already gone.
+        """
+        pids = [pid for c in components if (pid := _read_pid(c.pid_path)) is not None]
+        for pid in pids:
+            _signal_quietly(os.kill, pid, signal.SIGTERM)
+        _wait_for(lambda: not any(self._alive(pid) for pid in pids), timeout_s)
+        for pid in pids:
+            _signal_quietly(os.killpg, pid, signal.SIGKILL)
+            for member in _session_members(pid):  # workers live in process groups of their own
+                _signal_quietly(os.kill, member, signal.SIGKILL)
+        _wait_for(
+            lambda: not any(self._alive(p) or _session_members(p) for p in pids), _KILL_WAIT_S
+        )
+        for component in components:
+            component.pid_path.unlink(missing_ok=True)
+
+
+def read_ray_auth_token(settings: Settings) -> str | None:
+    """The Ray token ``up`` wrote (stripped), or None when there is none yet."""
+    try:
+        token = settings.ray_auth_token_path.read_text().strip()
+    except FileNotFoundError:
+        return None
+    return token or None
+
+
+def ray_client_env(settings: Settings) -> dict[str, str]:
+    """Environment a process needs to reach the embedded Ray directly (``ray.init``, Jobs SDK).
+
+    Unset ``RAY_AUTH_TOKEN`` there too: Ray prefers it to the token file.
+    """
+    env = {
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN_PATH": str(settings.ray_auth_token_path.expanduser().absolute()),
+    }
+    if settings.host in _LOOPBACK_HOSTS:
+        # Else Ray swaps a loopback node address for the machine's LAN address (Linux default).
+        env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    return env
+
+
+@dataclass(frozen=True)
+class _Component:
+    """How to start, find and check one component: pure data, built from settings."""
+
+    name: str
+    label: str
+    url: str
+    health_urls: tuple[str, ...]  # all must answer 200
+    ports: dict[str, int]  # Settings field -> port
+    args: tuple[str, ...]
+    env: dict[str, str]
+    folders: tuple[Path, ...]  # created before start
+    marker: str  # part of the command line that tells our process from a reused pid
+    pid_path: Path
+    log_path: Path
+
+
+def _ray_component(settings: Settings, home: Path) -> _Component:
+    host, url = settings.host, f"http://{settings.host}:{settings.ray_dashboard_port}"
+    temp_dir = settings.resolved_ray_temp_dir.expanduser().absolute()
+    port_fields = ("ray_gcs_port", "ray_dashboard_port", "ray_client_port", "ray_agent_port")
+    ports = {field: int(getattr(settings, field)) for field in port_fields}
+    args = [
+        "start", "--head", "--block", f"--node-ip-address={host}",
+        f"--port={settings.ray_gcs_port}", f"--dashboard-host={host}",
+        f"--dashboard-port={settings.ray_dashboard_port}",
+        f"--ray-client-server-port={settings.ray_client_port}",
+        f"--dashboard-agent-listen-port={settings.ray_agent_port}",
+        f"--temp-dir={temp_dir}", "--disable-usage-stats", "--include-dashboard=true",
+        f"--object-store-memory={settings.ray_object_store_memory_mib * 1024 * 1024}",
+    ]  # fmt: skip
+    if settings.ray_num_cpus is not None:
+        args.append(f"--num-cpus={settings.ray_num_cpus}")
+    env = {
+        **ray_client_env(settings),
+        "RAY_USAGE_STATS_ENABLED": "0",
+        # Nothing to drain on a local head; by default SIGTERM waits up to 30 s for the raylet.
+        "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
+    }
+    # The Jobs API answers (with the token), and the agent the raylet starts says it is alive.
+    agent_health_url = f"http://{host}:{settings.ray_agent_port}/api/local_raylet_healthz"
+    health_urls = (f"{url}/api/version", agent_health_url)
+    return _Component(
+        RAY, "Ray head", url, health_urls, ports, tuple(args), env, (temp_dir,),
+        f"--temp-dir={temp_dir}", home / "run" / "ray.pid", home / "logs" / "ray.log",
+    )  # fmt: skip
+
+
+def _mlflow_component(settings: Settings, home: Path) -> _Component:
+    url = f"http://{settings.host}:{settings.mlflow_port}"
+    store_uri = f"sqlite:///{home / 'mlflow' / 'mlflow.db'}"
+    args = (
+        "server", "--host", settings.host, "--port", str(settings.mlflow_port),
+        "--backend-store-uri", store_uri, "--serve-artifacts",
+        "--artifacts-destination", str(home / "mlflow" / "artifacts"), "--workers", "1",
+    )  # fmt: skip
+    # MLflow 3 also starts a GenAI job runner (eight huey consumers) that flywheel never uses.
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    return _Component(
+        MLFLOW, "MLflow server", url, (f"{url}/health",), {"mlflow_port": settings.mlflow_port},
+        args, env, (home / "mlflow",), store_uri, home / "run" / "mlflow.pid",
+        home / "logs" / "mlflow.log",
+    )  # fmt: skip
+
+
+def _ignore(message: str) -> None:
+    """Progress sink used when the caller passes none."""
+
+
+def _check_ports(component: _Component, host: str) -> None:
+    """Raise PortInUseError for the first port of ``component`` that cannot be bound."""
+    prefix = str(Settings.model_config.get("env_prefix", ""))
+    for setting, port in component.ports.items():
+        if not _port_is_free(host, port):
+            raise PortInUseError(component.name, port, f"{prefix}{setting}".upper())
+
+
+def _port_is_free(host: str, port: int) -> bool:
+    """Test-bind ``host:port`` the way servers do (SO_REUSEADDR, so TIME_WAIT does not count)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _ensure_token(path: Path) -> None:
+    """Create the Ray token file (0600, folder 0700) unless it holds one; never log the token."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.chmod(0o700)
+    if path.is_file() and path.read_text().strip():
+        path.chmod(0o600)
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # O_CREAT's mode does not apply to a file that existed
+    with os.fdopen(fd, "w") as token_file:
+        token_file.write(secrets.token_hex(32))
+
+
+def _child_env(settings: Settings, home: Path, extra: dict[str, str]) -> dict[str, str]:
+    """This process's environment, the interpreter's folder first on PATH, plus ``extra``."""
+    env = dict(os.environ)
+    env.pop("RAY_AUTH_TOKEN", None)  # would override the token file for the whole cluster
+    python_bin = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join([python_bin, env.get("PATH", "")]).rstrip(os.pathsep)
+    env["MLFLOW_TRACKING_URI"] = settings.tracking_uri
+    env["FLYWHEEL_HOME"] = str(home)
+    env.update(extra)
+    return env
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _cmdline_contains(pid: int, marker: str) -> bool:
+    """Guard against pid reuse: the process's command line holds ``marker`` (Linux only)."""
+    if not _PROC.is_dir():
+        return True
+    try:
+        cmdline = (_PROC / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+        return False
+    return marker.encode() in cmdline
+
+
+def _session_members(session_id: int) -> list[int]:
+    """Live (not zombie) processes in session ``session_id``; empty where there is no /proc."""
+    if not _PROC.is_dir():
+        return []
+    members = []
+    for entry in _PROC.iterdir():
+        if entry.name.isdigit():
+            fields = _stat_fields(int(entry.name))
+            if len(fields) > 3 and fields[3] == str(session_id) and fields[0] != "Z":
+                members.append(int(entry.name))
+    return members
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """Fields of /proc/<pid>/stat after the command name: state, ppid, pgrp, session, ..."""
+    try:
+        stat = (_PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return []
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def _signal_quietly(send: Callable[[int, int], None], pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        send(pid, signum)
+
+
+def _wait_for(condition: Callable[[], bool], timeout_s: float) -> bool:
+    deadline_s = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline_s:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def _log_tail(path: Path) -> str:
+    """The last lines of a log file, read from its end."""
+    try:
+        with path.open("rb") as log:
+            log.seek(max(0, path.stat().st_size - _LOG_TAIL_BYTES))
+            text = log.read().decode(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-_LOG_TAIL_LINES:])

@@ -1,0 +1,61 @@
+"""Helpers shared by integration tests: running the CLI and finding MLflow runs of a job."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mlflow import MlflowClient
+from mlflow.entities import Run
+
+from flywheel.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+EXPERIMENTS = Path(__file__).parent / "experiments"
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes a `flywheel` process use ``settings``."""
+    env = dict(os.environ)
+    for name, value in settings.model_dump(exclude_none=True).items():
+        if name != "ray_auth_token":
+            env[f"FLYWHEEL_{name.upper()}"] = str(value)
+    return env
+
+
+def run_cli(
+    settings: Settings, *args: str, timeout_s: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed `flywheel` command against the test platform."""
+    command = [str(Path(sys.executable).parent / "flywheel"), *args]
+    return subprocess.run(
+        command, env=settings_env(settings), capture_output=True, text=True, timeout=timeout_s
+    )
+
+
+def copy_experiment(source: Path, target: Path, spec_text: str | None = None) -> Path:
+    """Copy an experiment folder; optionally replace its train.yaml. Returns the spec path."""
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+    spec = target / "train.yaml"
+    if spec_text is not None:
+        spec.write_text(spec_text)
+    return spec
+
+
+def run_of_job(tracking_uri: str, job_id: str, timeout_s: float = 60) -> Run:
+    """The MLflow run a job created (waits for it to appear)."""
+    client = MlflowClient(tracking_uri)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        runs = client.search_runs(
+            [e.experiment_id for e in client.search_experiments()],
+            filter_string=f"tags.`flywheel.job_id` = '{job_id}'",
+        )
+        if runs:
+            return runs[0]
+        time.sleep(0.5)
+    raise AssertionError(f"no MLflow run for job {job_id} after {timeout_s} s")
