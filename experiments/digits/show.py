@@ -19,6 +19,7 @@ SPEC = "experiments/digits/train.yaml"
 
 def main() -> None:
     settings = Settings()
+    mlflow.set_tracking_uri(settings.tracking_uri)
     spec = load_spec(SPEC)
     client = MlflowClient(settings.tracking_uri)
     experiment = client.get_experiment_by_name(spec.mlflow_experiment)

@@ -4,6 +4,7 @@ imported here and nowhere else.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,8 @@ T = TypeVar("T")
 
 JobState = Literal["PENDING", "RUNNING", "STOPPED", "SUCCEEDED", "FAILED"]
 TERMINAL_STATES: frozenset[str] = frozenset({"STOPPED", "SUCCEEDED", "FAILED"})
+
+_CHATTY_LOGGERS = ("ray.dashboard.modules.dashboard_sdk", "ray._private.runtime_env.packaging")
 
 #: Files never uploaded with an experiment folder.
 BUNDLE_EXCLUDES = [".git", "__pycache__", "*.pyc", ".venv", "mlruns", ".ipynb_checkpoints"]
@@ -99,6 +102,8 @@ class RayJobsBackend:
 
     def _jobs(self) -> JobSubmissionClient:
         if self._client is None:
+            for name in _CHATTY_LOGGERS:  # INFO lines about uploading the working directory
+                logging.getLogger(name).setLevel(logging.WARNING)
             try:
                 self._client = JobSubmissionClient(self._address, headers=self._headers)
             except (ConnectionError, requests.exceptions.ConnectionError) as e:

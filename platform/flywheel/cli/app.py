@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from flywheel.cli import render
@@ -131,19 +130,15 @@ def _follow(client: Client, job_id: str) -> int:
 
 
 def main() -> None:
-    """Entry point: user errors become one red line and an exit code, never a traceback."""
+    """Entry point: user errors become one red line and an exit code, never a traceback.
+
+    Usage errors are typer's own (exit 2); a spec error exits 2, any other FlywheelError 1.
+    """
     try:
-        code = app(standalone_mode=False)
+        app()
     except SpecError as e:
         render.spec_error(e)
         sys.exit(EXIT_SPEC_ERROR)
     except FlywheelError as e:
         render.error(str(e))
         sys.exit(1)
-    except click.exceptions.Abort:
-        render.error("aborted")
-        sys.exit(130)
-    except click.exceptions.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
-    sys.exit(code if isinstance(code, int) else 0)

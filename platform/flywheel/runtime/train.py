@@ -8,6 +8,7 @@ restarted by Ray Train (``train.max_failures``) and resumes from the last checkp
 from __future__ import annotations
 
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,8 +124,14 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     loss_fn = make_loss(spec)
     for epoch in range(start_epoch, spec.train.epochs + 1):
         sampler.set_epoch(epoch)
+        started_s = time.perf_counter()
         losses = [train_step(model, b, loss_fn, optimizer, spec, worker.device) for b in loader]
-        metrics = {"train_loss": _mean_across_workers(sum(losses) / len(losses))}
+        train_time_s = time.perf_counter() - started_s
+        metrics = {
+            "train_loss": _mean_across_workers(sum(losses) / len(losses)),
+            "train_time_s": train_time_s,
+            "train_samples_per_s": len(losses) * spec.train.batch_size / train_time_s,
+        }
         totals = _sum_across_workers(evaluate_sums(model, validation, loss_fn, spec, worker.device))
         metrics.update(sums_to_metrics(totals, spec.task.kind))
         _report(epoch, metrics, model, optimizer, worker)

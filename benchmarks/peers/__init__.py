@@ -1,0 +1,1 @@
+"""Plain implementations flywheel is measured against."""

@@ -1,0 +1,88 @@
+"""The installed `flywheel` command, run as a user runs it (a subprocess); no cluster needed."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flywheel.specs.reference import experiment_schema
+
+REPO = Path(__file__).resolve().parents[3]
+FLYWHEEL = str(Path(sys.executable).parent / "flywheel")
+
+
+def _run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLYWHEEL_")}
+    env |= {
+        "FLYWHEEL_HOME": str(home),
+        "FLYWHEEL_RAY_DASHBOARD_PORT": "9",  # discard port: nothing listens there
+        "FLYWHEEL_MLFLOW_PORT": "9",
+    }
+    return subprocess.run([FLYWHEEL, *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def digits(tmp_path: Path) -> Path:
+    shutil.copytree(REPO / "experiments" / "digits", tmp_path / "digits")
+    return tmp_path / "digits" / "train.yaml"
+
+
+def test_validate_accepts_the_example(tmp_path: Path, digits: Path) -> None:
+    result = _run(tmp_path, "validate", str(digits))
+    assert result.returncode == 0, result.stderr
+    assert "experiment 'digits' of team 'vision'" in result.stdout
+
+
+def test_validate_reports_a_misspelled_key_with_file_and_line(tmp_path: Path, digits: Path) -> None:
+    text = digits.read_text().replace("  batch_size: 64", "  batch_sise: 64")
+    digits.write_text(text)
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if t.startswith("  batch_sise:"))
+
+    result = _run(tmp_path, "validate", str(digits))
+
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[0] == (
+        f"{digits}:{line}: train.batch_sise: unknown field; did you mean 'batch_size'?"
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_schema_prints_the_generated_json_schema(tmp_path: Path) -> None:
+    result = _run(tmp_path, "schema")
+    assert result.returncode == 0
+    assert json.loads(result.stdout) == experiment_schema()
+
+
+def test_schema_markdown_is_the_committed_reference(tmp_path: Path) -> None:
+    result = _run(tmp_path, "schema", "--markdown")
+    assert result.stdout == (REPO / "docs" / "spec-reference.md").read_text()
+
+
+def test_status_json_of_a_stopped_platform(tmp_path: Path) -> None:
+    result = _run(tmp_path, "status", "--json")
+    assert result.returncode == 0
+    state = json.loads(result.stdout)
+    assert state["running"] is False
+    assert state["ray_dashboard_url"] == "http://127.0.0.1:9"
+    assert state["mlflow_url"] == "http://127.0.0.1:9"
+    assert {c["name"]: c["healthy"] for c in state["components"]} == {"ray": False, "mlflow": False}
+
+
+def test_jobs_without_a_platform_is_one_clear_error(tmp_path: Path) -> None:
+    result = _run(tmp_path, "jobs")
+    assert result.returncode == 1
+    assert "cannot reach the Ray Jobs API at http://127.0.0.1:9" in result.stderr
+    assert "flywheel up" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_arguments_exit_2(tmp_path: Path) -> None:
+    result = _run(tmp_path, "submit")
+    assert result.returncode == 2
+    assert "Missing argument" in result.stderr
