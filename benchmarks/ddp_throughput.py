@@ -63,7 +63,7 @@ def measure_flywheel(epochs: int) -> Measurement:
                 "epochs": epochs,
                 "batch_size": 64,
                 "optimizer": {"lr": 0.001},
-                "checkpoint_every_epochs": epochs,
+                "checkpoint_every_epochs": 5,
                 "scaling": {"num_workers": 2},
             },
             "hparams": {"hidden": 128, "dropout": 0.0},

@@ -159,14 +159,20 @@ def _report(
     optimizer: torch.optim.Optimizer,
     worker: _Worker,
 ) -> None:
-    """Report the epoch to Ray Train (with a checkpoint when due), MLflow and the job log."""
+    """Report the epoch to MLflow and the job log, and to Ray Train when a checkpoint is due.
+
+    Ray Train's controller takes one report per poll (every 2 s by default) and a worker's next
+    report waits for it, so reporting every epoch would throttle short epochs to that pace.
+    Metrics reach MLflow every epoch anyway; Ray Train hears only of checkpoints.
+    """
     train = worker.spec.train
-    due = epoch % train.checkpoint_every_epochs == 0 or epoch == train.epochs
     if worker.rank == 0:
         if worker.run_id:
             log_epoch_metrics(worker.tracking_uri, worker.run_id, metrics, step=epoch)
         emit(ProgressEvent("train", epoch=epoch, epochs=train.epochs, metrics=metrics))
-    if not (due and worker.rank == 0):
+    if epoch % train.checkpoint_every_epochs and epoch != train.epochs:
+        return
+    if worker.rank != 0:
         ray.train.report({**metrics, "epoch": epoch})
         return
     unwrapped = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
