@@ -8,7 +8,6 @@ restarted by Ray Train (``train.max_failures``) and resumes from the last checkp
 from __future__ import annotations
 
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,21 +15,13 @@ from typing import Any
 import ray.train
 import ray.train.torch
 import torch
-import torch.distributed as dist
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 from torch import nn
 
 from flywheel.plans import JobPlan
 from flywheel.progress import ProgressEvent, emit
-from flywheel.runtime import data as data_mod
-from flywheel.runtime.loop import (
-    evaluate_sums,
-    make_loss,
-    make_optimizer,
-    sums_to_metrics,
-    train_step,
-)
+from flywheel.runtime.epochs import Placement, train_epochs
 from flywheel.runtime.task import load_task
 from flywheel.specs.experiment import ExperimentSpec, ScalingSpec
 from flywheel.tracking import TAG_RESUMED_FROM_EPOCH, log_epoch_metrics, set_run_tag
@@ -97,10 +88,9 @@ class _Worker:
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """The training loop each Ray Train worker runs."""
     plan = JobPlan.model_validate(config["plan"])
-    spec = plan.spec
     context = ray.train.get_context()
     worker = _Worker(
-        spec,
+        plan.spec,
         context.get_world_rank(),
         context.get_world_size(),
         ray.train.torch.get_device(),
@@ -108,33 +98,16 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         config["run_id"],
     )
     task_dir = config["task_dir"]
-    task = load_task(Path(task_dir) if task_dir else None, spec.task.module)
-    hparams = {**spec.data.params, **spec.hparams}
-    split = data_mod.split_dataset(task.module.load_data(hparams), spec.data)
-    torch.manual_seed(spec.data.seed)
-    model = task.module.build_model(hparams)
-    optimizer_state, start_epoch = _restore(model, worker)
-    model = ray.train.torch.prepare_model(model)
-    optimizer = make_optimizer(model.parameters(), spec.train.optimizer)
-    if optimizer_state is not None:
-        optimizer.load_state_dict(optimizer_state)
-    batch = spec.train.batch_size // worker.world_size
-    loader, sampler = data_mod.train_loader(split, batch, spec.data, worker.rank, worker.world_size)
-    validation = data_mod.val_loader(split, max(batch, 256), worker.rank, worker.world_size)
-    loss_fn = make_loss(spec)
-    for epoch in range(start_epoch, spec.train.epochs + 1):
-        sampler.set_epoch(epoch)
-        started_s = time.perf_counter()
-        losses = [train_step(model, b, loss_fn, optimizer, spec, worker.device) for b in loader]
-        train_time_s = time.perf_counter() - started_s
-        metrics = {
-            "train_loss": _mean_across_workers(sum(losses) / len(losses)),
-            "train_time_s": train_time_s,
-            "train_samples_per_s": len(losses) * spec.train.batch_size / train_time_s,
-        }
-        totals = _sum_across_workers(evaluate_sums(model, validation, loss_fn, spec, worker.device))
-        metrics.update(sums_to_metrics(totals, spec.task.kind))
-        _report(epoch, metrics, model, optimizer, worker)
+    train_epochs(
+        plan.spec,
+        load_task(Path(task_dir) if task_dir else None, plan.spec.task.module),
+        Placement(worker.rank, worker.world_size, worker.device),
+        wrap=ray.train.torch.prepare_model,
+        restore=lambda model: _restore(model, worker),
+        on_epoch=lambda epoch, metrics, model, optimizer: _report(
+            epoch, metrics, model, optimizer, worker
+        ),
+    )
 
 
 def _restore(model: nn.Module, worker: _Worker) -> tuple[dict[str, Any] | None, int]:
@@ -186,14 +159,3 @@ def _report(
         ray.train.report(
             {**metrics, "epoch": epoch}, checkpoint=Checkpoint.from_directory(directory)
         )
-
-
-def _sum_across_workers(values: torch.Tensor) -> torch.Tensor:
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(values, op=dist.ReduceOp.SUM)
-    return values
-
-
-def _mean_across_workers(value: float) -> float:
-    world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-    return float(_sum_across_workers(torch.tensor([value], dtype=torch.float64))[0]) / world
