@@ -13,12 +13,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from flywheel.errors import JobError
 from flywheel.jobs import BUNDLE_EXCLUDES, JobBackend, JobInfo, RayJobsBackend
-from flywheel.plans import PLAN_PATH, JobPlan, new_job_id, spec_to_job_plan
+from flywheel.plans import (
+    META_BUNDLE,
+    PLAN_PATH,
+    JobPlan,
+    new_job_id,
+    resumed_plan,
+    spec_to_job_plan,
+)
 from flywheel.progress import ProgressEvent, parse_progress
 from flywheel.settings import Settings
 from flywheel.specs.experiment import ExperimentSpec
 from flywheel.specs.validate import validate_experiment
+from flywheel.storage import download_tree, upload_tree
 
 
 @dataclass(frozen=True)
@@ -41,22 +50,46 @@ class Client:
         """Validate a spec file and its task code; raise SpecError with every problem."""
         return validate_experiment(Path(spec_path))
 
-    def plan(self, spec_path: str | Path) -> JobPlan:
+    def plan(self, spec_path: str | Path, resume: bool = False) -> JobPlan:
         """The plan that ``submit`` would send, without sending it."""
         path = Path(spec_path)
         spec = self.validate(path)
-        return spec_to_job_plan(spec, path.name, path.read_bytes(), self.settings, new_job_id(spec))
+        if resume and spec.search is None:
+            raise JobError(f"{path} has no search section: there is no search to resume")
+        return spec_to_job_plan(
+            spec, path.name, path.read_bytes(), self.settings, new_job_id(spec), resume
+        )
 
-    def submit(self, spec_path: str | Path) -> str:
-        """Validate, bundle the experiment folder and submit it as a job; return the job id."""
+    def submit(self, spec_path: str | Path, resume: bool = False) -> str:
+        """Validate, bundle the experiment folder and submit it as a job; return the job id.
+
+        With ``resume``, the job continues the experiment's last search instead of a new one.
+        """
         path = Path(spec_path)
-        plan = self.plan(path)
-        bundle = Path(tempfile.mkdtemp(prefix="flywheel-bundle-"))
-        try:
-            write_bundle(path.parent, plan, bundle / "experiment")
-            return self._jobs().submit(plan, bundle / "experiment")
-        finally:
-            shutil.rmtree(bundle, ignore_errors=True)
+        plan = self.plan(path, resume)
+        with tempfile.TemporaryDirectory(prefix="flywheel-bundle-") as folder:
+            bundle = Path(folder) / "experiment"
+            shutil.copytree(path.parent, bundle, ignore=shutil.ignore_patterns(*BUNDLE_EXCLUDES))
+            return self._submit_bundle(plan, bundle)
+
+    def resume(self, experiment: str, team: str | None = None) -> str:
+        """Continue the last search of ``experiment`` from its stored bundle; return the job id."""
+        last = self._last_job(experiment, team)
+        if not last.finished:
+            raise JobError(
+                f"job {last.job_id} of {experiment!r} is {last.state}; "
+                f"stop it first with `flywheel stop {last.job_id}`"
+            )
+        if not last.bundle_url:
+            raise JobError(f"job {last.job_id} kept no bundle to resume from")
+        with tempfile.TemporaryDirectory(prefix="flywheel-bundle-") as folder:
+            bundle = download_tree(last.bundle_url, Path(folder) / "experiment")
+            old = JobPlan.model_validate_json((bundle / PLAN_PATH).read_text())
+            if old.spec.search is None:
+                raise JobError(
+                    f"{experiment!r} has no search section: there is no search to resume"
+                )
+            return self._submit_bundle(resumed_plan(old, new_job_id(old.spec)), bundle)
 
     def jobs(self) -> list[JobInfo]:
         """Jobs submitted through flywheel, newest first."""
@@ -94,6 +127,23 @@ class Client:
                 return
             time.sleep(poll_s)
 
+    def _submit_bundle(self, plan: JobPlan, bundle: Path) -> str:
+        """Write the plan into the bundle, keep a copy under the storage root, submit it."""
+        plan_file = bundle / PLAN_PATH
+        plan_file.parent.mkdir(parents=True, exist_ok=True)
+        plan_file.write_text(plan.model_dump_json(indent=2))
+        upload_tree(bundle, plan.metadata[META_BUNDLE])
+        return self._jobs().submit(plan, bundle)
+
+    def _last_job(self, experiment: str, team: str | None) -> JobInfo:
+        jobs = [j for j in self.jobs() if j.experiment == experiment and team in (None, j.team)]
+        if not jobs:
+            raise JobError(f"no job of experiment {experiment!r}; `flywheel jobs` lists them")
+        teams = sorted({j.team for j in jobs})
+        if len(teams) > 1:
+            raise JobError(f"{experiment!r} exists for teams {', '.join(teams)}; pass --team")
+        return jobs[0]
+
     def _jobs(self) -> JobBackend:
         if self._backend is None:
             self._backend = RayJobsBackend(self.settings.jobs_url, self._ray_token())
@@ -104,11 +154,3 @@ class Client:
             return self.settings.ray_auth_token.get_secret_value()
         path = self.settings.ray_auth_token_path
         return path.read_text().strip() if path.is_file() else None
-
-
-def write_bundle(experiment_dir: Path, plan: JobPlan, bundle_dir: Path) -> None:
-    """Copy the experiment folder and write the plan into it: the job's working directory."""
-    shutil.copytree(experiment_dir, bundle_dir, ignore=shutil.ignore_patterns(*BUNDLE_EXCLUDES))
-    plan_file = bundle_dir / PLAN_PATH
-    plan_file.parent.mkdir(parents=True, exist_ok=True)
-    plan_file.write_text(plan.model_dump_json(indent=2))

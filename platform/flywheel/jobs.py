@@ -14,7 +14,7 @@ import requests
 from ray.job_submission import JobDetails, JobSubmissionClient
 
 from flywheel.errors import JobError, JobNotFoundError, PlatformError
-from flywheel.plans import META_EXPERIMENT, META_SPEC_SHA256, META_TEAM, JobPlan
+from flywheel.plans import META_BUNDLE, META_EXPERIMENT, META_SPEC_SHA256, META_TEAM, JobPlan
 
 T = TypeVar("T")
 
@@ -36,6 +36,7 @@ class JobInfo:
     team: str
     experiment: str
     spec_sha256: str
+    bundle_url: str
     message: str
     start_time_ms: int | None
     end_time_ms: int | None
@@ -135,6 +136,7 @@ def _to_info(details: JobDetails) -> JobInfo:
         team=meta.get(META_TEAM, ""),
         experiment=meta.get(META_EXPERIMENT, ""),
         spec_sha256=meta.get(META_SPEC_SHA256, ""),
+        bundle_url=meta.get(META_BUNDLE, ""),
         message=details.message or "",
         start_time_ms=details.start_time,
         end_time_ms=details.end_time,

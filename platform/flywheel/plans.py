@@ -23,6 +23,7 @@ PLAN_PATH = PurePosixPath(".flywheel/plan.json")
 META_TEAM = "flywheel.team"
 META_EXPERIMENT = "flywheel.experiment"
 META_SPEC_SHA256 = "flywheel.spec_sha256"
+META_BUNDLE = "flywheel.bundle"
 
 
 class JobPlan(BaseModel):
@@ -39,11 +40,25 @@ class JobPlan(BaseModel):
     entrypoint: str = Field(description="Command the Ray job runs.")
     metadata: dict[str, str] = Field(description="Ray job metadata.")
     env_vars: dict[str, str] = Field(description="Environment of the job driver and its workers.")
+    resume: bool = Field(
+        default=False, description="Continue the experiment's last search instead of a new one."
+    )
 
 
 def spec_sha256(spec_bytes: bytes) -> str:
     """Fingerprint of a spec file."""
     return hashlib.sha256(spec_bytes).hexdigest()
+
+
+def bundle_url(storage_root: str, job_id: str) -> str:
+    """Where a job's code bundle is kept, so that the job can be resumed later."""
+    return f"{storage_root.rstrip('/')}/bundles/{job_id}"
+
+
+def resumed_plan(plan: JobPlan, job_id: str) -> JobPlan:
+    """The plan of a job that continues ``plan``'s search under a new id."""
+    metadata = {**plan.metadata, META_BUNDLE: bundle_url(plan.storage_root, job_id)}
+    return plan.model_copy(update={"job_id": job_id, "resume": True, "metadata": metadata})
 
 
 def new_job_id(spec: ExperimentSpec) -> str:
@@ -53,18 +68,34 @@ def new_job_id(spec: ExperimentSpec) -> str:
 
 
 def spec_to_job_plan(
-    spec: ExperimentSpec, spec_file: str, spec_bytes: bytes, settings: Settings, job_id: str
+    spec: ExperimentSpec,
+    spec_file: str,
+    spec_bytes: bytes,
+    settings: Settings,
+    job_id: str,
+    resume: bool = False,
 ) -> JobPlan:
     """Derive the job plan for ``spec``."""
     digest = spec_sha256(spec_bytes)
+    storage_root = spec.storage.root or str(settings.storage_root)
     return JobPlan(
         job_id=job_id,
         spec=spec,
         spec_file=spec_file,
         spec_sha256=digest,
-        storage_root=spec.storage.root or str(settings.storage_root),
+        storage_root=storage_root,
         tracking_uri=settings.tracking_uri,
         entrypoint=f"python -m flywheel.runtime {PLAN_PATH}",
-        metadata={META_TEAM: spec.team, META_EXPERIMENT: spec.name, META_SPEC_SHA256: digest},
-        env_vars={"MLFLOW_TRACKING_URI": settings.tracking_uri, "PYTHONUNBUFFERED": "1"},
+        metadata={
+            META_TEAM: spec.team,
+            META_EXPERIMENT: spec.name,
+            META_SPEC_SHA256: digest,
+            META_BUNDLE: bundle_url(storage_root, job_id),
+        },
+        env_vars={
+            "MLFLOW_TRACKING_URI": settings.tracking_uri,
+            "PYTHONUNBUFFERED": "1",
+            "MPLBACKEND": "Agg",  # plots are drawn headless
+        },
+        resume=resume,
     )

@@ -12,7 +12,7 @@ from typing import Literal
 
 MARKER = "FLYWHEEL_PROGRESS "
 
-Stage = Literal["setup", "baseline", "overfit", "train", "register", "done", "failed"]
+Stage = Literal["setup", "baseline", "overfit", "search", "train", "register", "done", "failed"]
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,9 @@ TAG_TEAM = "flywheel.team"
 TAG_SPEC_SHA256 = "flywheel.spec_sha256"
 TAG_FAILURE_REASON = "flywheel.failure_reason"
 TAG_RESUMED_FROM_EPOCH = "flywheel.resumed_from_epoch"
+TAG_SEARCH_ID = "flywheel.search_id"
+TAG_SEARCH_STAGE = "flywheel.stage"
+TAG_TRIAL_STATE = "flywheel.trial_state"
 
 _MAX_TAG_CHARS = 5000
 _PARAMS_PER_BATCH = 100
@@ -65,6 +68,14 @@ class ExperimentRun:
     def set_tags(self, tags: dict[str, str]) -> None:
         """Set tags on the run."""
         mlflow.set_tags(tags)
+
+    def log_dict(self, data: dict[str, Any], artifact_file: str) -> None:
+        """Store a JSON document as an artifact."""
+        mlflow.log_dict(data, artifact_file)
+
+    def log_figure(self, figure: Any, artifact_file: str) -> None:
+        """Store a matplotlib figure as an image artifact."""
+        mlflow.log_figure(figure, artifact_file)
 
     def log_text(self, text: str, artifact_file: str) -> None:
         """Store text (such as the spec) as an artifact."""
@@ -125,3 +136,57 @@ def log_epoch_metrics(tracking_uri: str, run_id: str, metrics: dict[str, float],
 def set_run_tag(tracking_uri: str, run_id: str, key: str, value: str) -> None:
     """Set one tag on an existing run (used by training workers)."""
     MlflowClient(tracking_uri).set_tag(run_id, key, value)
+
+
+def start_child_run(
+    tracking_uri: str,
+    parent: ExperimentRun,
+    run_name: str,
+    tags: dict[str, str],
+    params: dict[str, Any],
+) -> str:
+    """Open a run nested under ``parent`` (one per search trial); returns its id."""
+    client = MlflowClient(tracking_uri)
+    run = client.create_run(
+        parent.experiment_id,
+        run_name=run_name,
+        tags={**tags, "mlflow.parentRunId": parent.run_id},
+    )
+    items = [Param(k, str(v)) for k, v in sorted(params.items())]
+    if items:
+        client.log_batch(run.info.run_id, params=items)
+    return str(run.info.run_id)
+
+
+def end_child_run(
+    tracking_uri: str, run_id: str, status: RunStatus, tags: dict[str, str] | None = None
+) -> None:
+    """Tag and end a child run."""
+    client = MlflowClient(tracking_uri)
+    for key, value in (tags or {}).items():
+        client.set_tag(run_id, key, value[-_MAX_TAG_CHARS:])
+    client.set_terminated(run_id, status=status)
+
+
+def set_model_alias(tracking_uri: str, version: RegisteredVersion, alias: str) -> None:
+    """Point ``alias`` of a registered model at ``version``."""
+    MlflowClient(tracking_uri).set_registered_model_alias(version.name, alias, version.version)
+
+
+def end_stale_runs(tracking_uri: str, parent: ExperimentRun, search_id: str) -> None:
+    """End as KILLED the runs of an interrupted search that were left RUNNING."""
+    client = MlflowClient(tracking_uri)
+    stale = client.search_runs(
+        [parent.experiment_id],
+        filter_string=f"tags.`{TAG_SEARCH_ID}` = '{search_id}' and attributes.status = 'RUNNING'",
+    )
+    children = client.search_runs(
+        [parent.experiment_id],
+        filter_string="attributes.status = 'RUNNING'",
+    )
+    old_parents = {r.info.run_id for r in stale if r.info.run_id != parent.run_id}
+    for run in [*stale, *children]:
+        is_old_child = run.data.tags.get("mlflow.parentRunId") in old_parents
+        if run.info.run_id in old_parents or is_old_child:
+            client.set_tag(run.info.run_id, TAG_FAILURE_REASON, "its job ended before it did")
+            client.set_terminated(run.info.run_id, status="KILLED")

@@ -47,7 +47,7 @@ def copy_experiment(source: Path, target: Path, spec_text: str | None = None) ->
 
 
 def run_of_job(tracking_uri: str, job_id: str, timeout_s: float = 60) -> Run:
-    """The MLflow run a job created (waits for it to appear)."""
+    """The MLflow run a job created, not one of its trials' runs (waits for it to appear)."""
     client = MlflowClient(tracking_uri)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -55,7 +55,8 @@ def run_of_job(tracking_uri: str, job_id: str, timeout_s: float = 60) -> Run:
             [e.experiment_id for e in client.search_experiments()],
             filter_string=f"tags.`flywheel.job_id` = '{job_id}'",
         )
-        if runs:
-            return runs[0]
+        parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+        if parents:
+            return parents[0]
         time.sleep(0.5)
     raise AssertionError(f"no MLflow run for job {job_id} after {timeout_s} s")

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 
 from flywheel.client import Client
-from flywheel.errors import SpecError
+from flywheel.errors import JobError, SpecError
 from flywheel.jobs import JobInfo
-from flywheel.plans import PLAN_PATH, JobPlan
+from flywheel.plans import META_BUNDLE, PLAN_PATH, JobPlan
 from flywheel.progress import ProgressEvent
 from flywheel.settings import Settings
 
@@ -29,14 +29,16 @@ class MemoryBackend:
         return plan.job_id
 
     def list(self) -> list[JobInfo]:
-        return [self.get(job_id) for job_id in self.submitted]
+        return [self.get(job_id) for job_id in reversed(self.submitted)]  # newest first
 
     def get(self, job_id: str) -> JobInfo:
-        state, _ = (
-            self.script[min(self.calls, len(self.script) - 1)] if self.script else ("PENDING", "")
-        )
+        state = "STOPPED"
+        if self.script:
+            state = self.script[min(self.calls, len(self.script) - 1)][0]
         self.calls += 1
-        return JobInfo(job_id, state, "vision", "digits", "", "", None, None)  # type: ignore[arg-type]
+        plan = self.submitted[job_id][0] if job_id in self.submitted else None
+        bundle = plan.metadata[META_BUNDLE] if plan else ""
+        return JobInfo(job_id, state, "vision", "digits", "", bundle, "", None, None)  # type: ignore[arg-type]
 
     def logs(self, job_id: str) -> str:
         return self.script[min(self.calls - 1, len(self.script) - 1)][1]
@@ -116,3 +118,50 @@ def test_token_comes_from_settings_before_the_file(tmp_path: Path) -> None:
     token_file.parent.mkdir(parents=True)
     token_file.write_text("from-file\n")
     assert Client(Settings(home=tmp_path))._ray_token() == "from-file"
+
+
+SEARCH = """\
+search:
+  space:
+    train.optimizer.lr: {type: loguniform, low: 1.0e-4, high: 1.0e-1}
+  budget: 4
+"""
+
+
+def test_the_bundle_is_kept_under_the_storage_root(experiment: Path, tmp_path: Path) -> None:
+    backend = MemoryBackend()
+    job_id = Client(Settings(home=tmp_path), backend).submit(experiment)
+    kept = tmp_path / "storage" / "bundles" / job_id
+    assert (kept / "task.py").is_file() and (kept / PLAN_PATH).is_file()
+
+
+def test_resume_resubmits_the_last_bundle_with_resume_on(experiment: Path, tmp_path: Path) -> None:
+    experiment.write_text(SPEC + SEARCH)
+    backend = MemoryBackend()
+    client = Client(Settings(home=tmp_path), backend)
+    first = client.submit(experiment)
+    experiment.parent.joinpath("task.py").unlink()  # the user's folder is not needed any more
+
+    second = client.resume("digits")
+
+    plan, files = backend.submitted[second]
+    assert second != first and plan.resume and plan.spec.search is not None
+    assert "task.py" in files
+    stored = JobPlan.model_validate_json(
+        (tmp_path / "storage/bundles" / second / PLAN_PATH).read_text()
+    )
+    assert stored == plan
+
+
+def test_resume_without_a_search_is_refused(experiment: Path, tmp_path: Path) -> None:
+    client = Client(Settings(home=tmp_path), MemoryBackend())
+    client.submit(experiment)
+    with pytest.raises(JobError, match="no search to resume"):
+        client.resume("digits")
+    with pytest.raises(JobError, match="no search section"):
+        client.submit(experiment, resume=True)
+
+
+def test_resume_of_an_unknown_experiment(tmp_path: Path) -> None:
+    with pytest.raises(JobError, match="no job of experiment 'nope'"):
+        Client(Settings(home=tmp_path), MemoryBackend()).resume("nope")

@@ -3,12 +3,14 @@
 from pathlib import Path
 
 from flywheel.plans import (
+    META_BUNDLE,
     META_EXPERIMENT,
     META_SPEC_SHA256,
     META_TEAM,
     PLAN_PATH,
     JobPlan,
     new_job_id,
+    resumed_plan,
     spec_sha256,
     spec_to_job_plan,
 )
@@ -28,6 +30,7 @@ def test_plan_carries_metadata_entrypoint_and_tracking(tmp_path: Path) -> None:
         META_TEAM: "vision",
         META_EXPERIMENT: "digits",
         META_SPEC_SHA256: spec_sha256(b"name: digits\n"),
+        META_BUNDLE: f"{tmp_path / 'storage'}/bundles/job-1",
     }
     assert plan.tracking_uri == "http://127.0.0.1:5123"
     assert plan.env_vars["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5123"
@@ -56,3 +59,11 @@ def test_job_ids_are_unique_and_readable() -> None:
     ids = {new_job_id(SPEC) for _ in range(50)}
     assert len(ids) == 50
     assert all(i.startswith("vision-digits-") for i in ids)
+
+
+def test_a_resumed_plan_keeps_the_spec_under_a_new_id(tmp_path: Path) -> None:
+    plan = spec_to_job_plan(SPEC, "train.yaml", b"x", Settings(home=tmp_path), "job-1")
+    again = resumed_plan(plan, "job-2")
+    assert (again.job_id, again.resume, again.spec) == ("job-2", True, plan.spec)
+    assert again.metadata[META_BUNDLE].endswith("/bundles/job-2")
+    assert not plan.resume

@@ -80,10 +80,27 @@ def schema(
 def submit(
     spec: SpecPath,
     follow: Annotated[bool, typer.Option(help="Show live progress until the job ends.")] = False,
+    resume: Annotated[
+        bool, typer.Option(help="Continue this experiment's last search instead of a new one.")
+    ] = False,
 ) -> None:
     """Validate a spec, bundle its folder and submit it as a Ray job."""
     client = Client()
-    job_id = client.submit(spec)
+    job_id = client.submit(spec, resume=resume)
+    render.submitted(job_id)
+    if follow:
+        raise typer.Exit(_follow(client, job_id))
+
+
+@app.command()
+def resume(
+    experiment: Annotated[str, typer.Argument(help="Experiment name, as in its spec.")],
+    team: Annotated[str | None, typer.Option(help="Team, when several have the name.")] = None,
+    follow: Annotated[bool, typer.Option(help="Show live progress until the job ends.")] = False,
+) -> None:
+    """Continue an experiment's interrupted search: finished trials are not run again."""
+    client = Client()
+    job_id = client.resume(experiment, team)
     render.submitted(job_id)
     if follow:
         raise typer.Exit(_follow(client, job_id))

@@ -116,6 +116,7 @@ def job_dict(job: JobInfo) -> dict[str, Any]:
         "team": job.team,
         "experiment": job.experiment,
         "spec_sha256": job.spec_sha256,
+        "bundle_url": job.bundle_url,
         "message": job.message,
         "start_time_ms": job.start_time_ms,
         "end_time_ms": job.end_time_ms,
@@ -182,9 +183,9 @@ class FollowView:
         if event.stage == "failed":
             self._failure = event.message
             return
-        if event.stage == "train" and event.epochs:
+        if event.stage in ("train", "search") and event.epochs:
             self._set(
-                description="train",
+                description=event.stage,
                 total=event.epochs,
                 completed=event.epoch or 0,
                 metrics=_metrics(event.metrics),

@@ -32,7 +32,11 @@ class Split:
 
 
 def split_dataset(dataset: Dataset[Any], data: DataSpec) -> Split:
-    """Seeded, deterministic split: the same on every worker and every run."""
+    """Seeded, deterministic split: the same on every worker and every run.
+
+    ``data.fraction`` keeps a seeded subset of the training part; validation stays whole, so
+    metrics of trials at different fidelities remain comparable.
+    """
     size = len(cast(Any, dataset))
     n_val = max(1, round(size * data.validation_split))
     if size - n_val < 1:
@@ -40,7 +44,9 @@ def split_dataset(dataset: Dataset[Any], data: DataSpec) -> Split:
             f"the dataset has {size} samples: too few to hold out a validation split"
         )
     order = torch.randperm(size, generator=torch.Generator().manual_seed(data.seed)).tolist()
-    return Split(dataset, train_indices=order[n_val:], val_indices=order[:n_val])
+    train = order[n_val:]
+    kept = max(1, round(len(train) * data.fraction))  # low-fidelity trials train on less data
+    return Split(dataset, train_indices=train[:kept], val_indices=order[:n_val])
 
 
 def to_arrays(dataset: Dataset[Any]) -> tuple[np.ndarray, np.ndarray]:

@@ -19,16 +19,28 @@ import ray
 import torch
 
 from flywheel.errors import FlywheelError
+from flywheel.narrowing import apply_overrides
 from flywheel.plans import PLAN_PATH, JobPlan
 from flywheel.progress import ProgressEvent, emit
 from flywheel.runtime import checks
 from flywheel.runtime import data as data_mod
+from flywheel.runtime.search import run_search
 from flywheel.runtime.task import LoadedTask, load_task
 from flywheel.runtime.train import fit, load_checkpoint_state
 from flywheel.specs.base import Scalar
-from flywheel.tracking import TAG_JOB_ID, TAG_SPEC_SHA256, TAG_TEAM, ExperimentRun
+from flywheel.specs.search import Fidelity
+from flywheel.tracking import (
+    TAG_JOB_ID,
+    TAG_SPEC_SHA256,
+    TAG_TEAM,
+    ExperimentRun,
+    RegisteredVersion,
+    set_model_alias,
+)
 
 _INPUT_EXAMPLE_ROWS = 5
+#: The MLflow alias a search sets on the model it registers.
+CANDIDATE_ALIAS = "candidate"
 
 
 class JobStopped(BaseException):
@@ -86,11 +98,32 @@ def run_experiment(plan: JobPlan, run: ExperimentRun, experiment_dir: Path) -> N
         }
     )
     _run_checks(plan, run, task, hparams, split, targets)
+    final = _search(plan, run) if spec.search is not None else plan
     emit(ProgressEvent("train", "starting Ray Train workers", epoch=0, epochs=spec.train.epochs))
-    result = fit(plan, run.run_id)
+    result = fit(final, run.run_id)
     if result.checkpoint is None:
         raise FlywheelError("training finished without a checkpoint; nothing to register")
-    _register(plan, run, task, hparams, load_checkpoint_state(result.checkpoint), features)
+    version = _register(final, run, task, load_checkpoint_state(result.checkpoint), features)
+    if version is not None and spec.search is not None:
+        set_model_alias(plan.tracking_uri, version, CANDIDATE_ALIAS)
+        emit(ProgressEvent("register", f"alias {CANDIDATE_ALIAS!r} -> version {version.version}"))
+
+
+def _search(plan: JobPlan, run: ExperimentRun) -> JobPlan:
+    """Run the search; return the plan that retrains its best configuration at full fidelity."""
+    assert plan.spec.search is not None
+    outcome = run_search(plan, run)
+    best = outcome.best
+    run.log_params({f"best.{name}": value for name, value in best.params.items()})
+    run.log_params({"best.stage": best.stage, "search.trials": len(outcome.trials)})
+    run.log_metrics({f"best_trial_{plan.spec.search.metric}": float(best.value or 0.0)})
+    emit(
+        ProgressEvent(
+            "search", f"best trial: {best.params} ({plan.spec.search.metric} {best.value:.4g})"
+        )
+    )
+    final_spec = apply_overrides(plan.spec, best.params, Fidelity())
+    return plan.model_copy(update={"spec": final_spec})
 
 
 def _run_checks(
@@ -121,13 +154,12 @@ def _register(
     plan: JobPlan,
     run: ExperimentRun,
     task: LoadedTask,
-    hparams: dict[str, Scalar],
     state: dict[str, Any],
     features: np.ndarray,
-) -> None:
+) -> RegisteredVersion | None:
     spec = plan.spec
     emit(ProgressEvent("register", "logging the final model"))
-    model = task.module.build_model(hparams)
+    model = task.module.build_model({**spec.data.params, **spec.hparams})
     model.load_state_dict(state["model"])
     model.eval()
     example = features[:_INPUT_EXAMPLE_ROWS].astype(np.float32)
@@ -143,6 +175,7 @@ def _register(
     )
     if version is not None:
         emit(ProgressEvent("register", f"registered {version.name} version {version.version}"))
+    return version
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -18,3 +18,16 @@ class StrictModel(BaseModel):
     """Strict: unknown keys are errors, so a typo in a spec is reported instead of ignored."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class NestedValueError(ValueError):
+    """A cross-field rule's failure that belongs to one nested field.
+
+    A model validator sees the whole model, but the mistake is in one field of it: ``loc`` is that
+    field's location relative to the model, so that loading reports the line of the field instead
+    of the line of the model.
+    """
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc

@@ -10,7 +10,14 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from flywheel.specs.base import IMPORT_PATH_PATTERN, SLUG_PATTERN, Scalar, StrictModel
+from flywheel.specs.base import (
+    IMPORT_PATH_PATTERN,
+    SLUG_PATTERN,
+    NestedValueError,
+    Scalar,
+    StrictModel,
+)
+from flywheel.specs.search import ChoiceParam, SearchSpec
 
 #: A name the MLflow Model Registry accepts and that is safe in URLs and file names.
 REGISTRY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -46,6 +53,12 @@ class DataSpec(StrictModel):
     params: dict[str, Scalar] = Field(
         default_factory=dict,
         description="Dataset parameters, passed to `load_data` merged into `hparams`.",
+    )
+    fraction: float = Field(
+        default=1.0,
+        gt=0.0,
+        le=1.0,
+        description="Fraction of the training split used; search stages use it for low fidelity.",
     )
 
 
@@ -190,11 +203,36 @@ class ExperimentSpec(StrictModel):
         default_factory=dict,
         description="Fixed hyperparameters, passed to `build_model` and `load_data`.",
     )
+    search: SearchSpec | None = Field(
+        default=None, description="Hyperparameter search; null: train once with `hparams`."
+    )
     checks: ChecksSpec = Field(
         default_factory=ChecksSpec, description="Pre-training sanity checks."
     )
     tracking: TrackingSpec = Field(default_factory=TrackingSpec, description="MLflow tracking.")
     storage: StorageSpec = Field(default_factory=StorageSpec, description="Storage root.")
+
+    @model_validator(mode="after")
+    def _searched_batch_splits_evenly(self) -> ExperimentSpec:
+        """Every batch size a search may try must split over the workers, as `train` requires."""
+        workers = self.train.scaling.num_workers
+        param = self.search.space.get("train.batch_size") if self.search else None
+        if param is None or workers == 1:
+            return self
+        if not isinstance(param, ChoiceParam):
+            message = (
+                f"with {workers} workers, search batch sizes as a choice of multiples of "
+                f"{workers}, so that every batch splits evenly"
+            )
+            raise NestedValueError(("search", "space", "train.batch_size"), message)
+        uneven = [v for v in param.values if int(v) % workers]
+        if uneven:
+            message = (
+                f"batch sizes must be multiples of {workers}, the number of workers, to split "
+                f"evenly; not {', '.join(map(str, uneven))}"
+            )
+            raise NestedValueError(("search", "space", "train.batch_size", "values"), message)
+        return self
 
     @property
     def mlflow_experiment(self) -> str:

@@ -8,16 +8,19 @@ line. Nothing here raises anything but :class:`SpecError`.
 from __future__ import annotations
 
 import difflib
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar, Union
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
 from flywheel.errors import SpecError, SpecProblem
-from flywheel.specs.base import IMPORT_PATH_PATTERN, SLUG_PATTERN
+from flywheel.specs.base import IMPORT_PATH_PATTERN, SLUG_PATTERN, NestedValueError
 from flywheel.specs.experiment import REGISTRY_NAME_PATTERN, ExperimentSpec
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -27,6 +30,9 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 #: What each type pydantic tries in a ``bool | int | float | str`` union is called in messages.
 _SCALAR_NAMES = {"bool": "boolean", "int": "number", "float": "number", "str": "string"}
+
+#: The errors of a discriminated union whose ``type`` (its discriminator) is missing or unknown.
+_TAG_ERRORS = ("union_tag_not_found", "union_tag_invalid")
 
 #: Plain words for the patterns of the spec models, instead of the regular expression.
 _PATTERN_RULES = {
@@ -197,18 +203,86 @@ def _validation_problems(
     problems: list[SpecProblem] = []
     unions: dict[Location, list[ErrorDetails]] = {}
     for err in errors:
-        loc = tuple(err["loc"])
+        raw = (*err["loc"], *_nested_loc(err))
+        loc, found = _resolve(model, raw)
         if _is_union_member(loc, lines):
             unions.setdefault(loc[:-1], []).append(err)
-        else:
-            message = _message(err, loc, model)
-            problems.append(SpecProblem(file, _line_of(loc, lines), _dotted(loc), message))
+            continue
+        if isinstance(found, _Tagged) and err["type"] in _TAG_ERRORS:
+            loc = (*loc, found.discriminator)
+        message = _message(err, raw, found, model)
+        problems.append(SpecProblem(file, _line_of(loc, lines), _dotted(loc), message))
     for loc, errs in unions.items():
         names = list(dict.fromkeys(_SCALAR_NAMES[str(err["loc"][-1])] for err in errs))
         expected = f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else names[0]
         message = _with_input(f"input should be a {expected}", errs[0])
         problems.append(SpecProblem(file, _line_of(loc, lines), _dotted(loc), message))
     return problems
+
+
+def _nested_loc(err: ErrorDetails) -> Location:
+    """Where inside the failing model a cross-field rule puts the mistake, if it says."""
+    error = err.get("ctx", {}).get("error")
+    return error.loc if isinstance(error, NestedValueError) else ()
+
+
+@dataclass(frozen=True)
+class _Tagged:
+    """A discriminated union: the member is picked by the value of the ``discriminator`` key."""
+
+    discriminator: str
+    members: dict[str, Any]
+
+
+def _resolve(model: type[BaseModel], raw: Location) -> tuple[Location, Any]:
+    """``raw`` as the user wrote it, and the type expected there (None where not known).
+
+    Pydantic adds parts that are not in the file: the tag of the member of a discriminated union
+    it validated (``uniform``), and ``[key]`` at the end for a mapping key that failed.
+    """
+    loc: list[str | int] = []
+    current: Any = model
+    for i, part in enumerate(raw):
+        if isinstance(current, _Tagged) and part in current.members:
+            current = current.members[part]
+        elif part == "[key]" and i == len(raw) - 1:
+            current = None
+        else:
+            loc.append(part)
+            current = _child(current, part)
+    return tuple(loc), current
+
+
+def _child(current: Any, part: str | int) -> Any:
+    """The type one step down from ``current``: a model's field, a mapping's value, a list item."""
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        info = current.model_fields.get(str(part))
+        return None if info is None else _unwrap(info.annotation, info.discriminator)
+    args = typing.get_args(current)
+    if typing.get_origin(current) is dict:
+        return _unwrap(args[1])
+    if typing.get_origin(current) is list:
+        return _unwrap(args[0])
+    return None
+
+
+def _unwrap(annotation: Any, discriminator: Any = None) -> Any:
+    """``annotation`` without ``Annotated`` and ``| None``; a discriminated union as _Tagged."""
+    if typing.get_origin(annotation) is Annotated:
+        base, *metadata = typing.get_args(annotation)
+        tags = [m.discriminator for m in metadata if isinstance(m, FieldInfo) and m.discriminator]
+        return _unwrap(base, tags[0] if tags else discriminator)
+    if typing.get_origin(annotation) not in (Union, types.UnionType):
+        return annotation
+    members = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+    if isinstance(discriminator, str):
+        return _Tagged(discriminator, {_tag(m, discriminator): m for m in members})
+    return _unwrap(members[0]) if len(members) == 1 else annotation
+
+
+def _tag(member: type[BaseModel], discriminator: str) -> str:
+    """The value of ``discriminator`` that selects ``member`` (a one-value Literal)."""
+    return str(typing.get_args(member.model_fields[discriminator].annotation)[0])
 
 
 def _is_union_member(loc: Location, lines: dict[Location, int]) -> bool:
@@ -227,21 +301,33 @@ def _line_of(loc: Location, lines: dict[Location, int]) -> int | None:
     return None
 
 
-def _message(err: ErrorDetails, loc: Location, model: type[BaseModel]) -> str:
+def _message(err: ErrorDetails, raw: Location, found: Any, model: type[BaseModel]) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
-        known = _fields_at(model, loc[:-1])
-        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        known = _fields_at(model, raw[:-1])
+        close = difflib.get_close_matches(str(raw[-1]), known, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else f"; known fields: {', '.join(known)}"
         return f"unknown field{hint}"
     if kind == "missing":
         return "field required"
-    if kind == "model_type":
+    if kind in _TAG_ERRORS and isinstance(found, _Tagged):
+        return _tag_message(err, found)
+    if kind in ("model_type", "model_attributes_type"):
         return _with_input("input should be a mapping of field: value", err)
     if kind == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") in _PATTERN_RULES:
         return _with_input(_PATTERN_RULES[err["ctx"]["pattern"]], err)
     message = err["msg"].removeprefix("Value error, ")
-    return _with_input(message[:1].lower() + message[1:], err)
+    message = message[:1].lower() + message[1:]
+    return message if raw[-1:] == ("[key]",) else _with_input(message, err)
+
+
+def _tag_message(err: ErrorDetails, union: _Tagged) -> str:
+    """A missing or unknown ``type`` of a discriminated union, with the types there are."""
+    tags = [repr(tag) for tag in union.members]
+    expected = f"{', '.join(tags[:-1])} or {tags[-1]}" if len(tags) > 1 else tags[0]
+    if err["type"] == "union_tag_not_found":
+        return f"field required; one of {expected}"
+    return f"input should be {expected} (got {err['input'].get(union.discriminator)!r})"
 
 
 def _with_input(message: str, err: ErrorDetails) -> str:
@@ -251,19 +337,17 @@ def _with_input(message: str, err: ErrorDetails) -> str:
     return f"{message} (got {err['input']!r})"
 
 
-def _fields_at(model: type[BaseModel], loc: Location) -> list[str]:
-    """Field names of the nested model at ``loc``, for "did you mean" hints."""
-    current: Any = model
-    for part in loc:
-        found = getattr(current, "model_fields", {}).get(part)
-        if found is None:
-            return []
-        current = found.annotation
-    return sorted(getattr(current, "model_fields", {}))
+def _fields_at(model: type[BaseModel], raw: Location) -> list[str]:
+    """Field names of the nested model at ``raw``, for "did you mean" hints."""
+    _, found = _resolve(model, raw)
+    is_model = isinstance(found, type) and issubclass(found, BaseModel)
+    return sorted(found.model_fields) if is_model else []
 
 
 def _dotted(loc: Location) -> str:
-    return ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[")
+    """``train.optimizer.lr``, ``search.stages[1]``; a key with a dot: ``space['hparams.lr']``."""
+    parts = [f"[{p}]" if isinstance(p, int) else f"[{p!r}]" if "." in p else p for p in loc]
+    return ".".join(parts).replace(".[", "[")
 
 
 def _by_line(problems: list[SpecProblem]) -> list[SpecProblem]:

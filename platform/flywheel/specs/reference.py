@@ -23,6 +23,7 @@ _CONSTRAINTS = {
     "exclusiveMaximum": "< {}",
     "minLength": "length ≥ {}",
     "maxLength": "length ≤ {}",
+    "minItems": "length ≥ {}",
     "pattern": "matches `{}`",
 }
 
@@ -56,39 +57,61 @@ def schema_to_markdown(schema: dict[str, Any]) -> str:
 def _models_in_order(
     schema: dict[str, Any], defs: dict[str, Any]
 ) -> list[tuple[str, dict[str, Any], str]]:
-    """(name, model schema, first YAML key) of the root, then of each model it uses, depth first."""
+    """(name, model schema, where it goes) of the root, then of each model it uses, depth first.
+
+    Where it goes is its YAML key, with ``[i]`` for a list item, ``.<name>`` for a map value and
+    the ``type`` that selects it when it is a member of a discriminated union.
+    """
     ordered: list[tuple[str, dict[str, Any], str]] = []
     seen: set[str] = set()
 
-    def visit(name: str, model: dict[str, Any], key: str) -> None:
+    def visit(name: str, model: dict[str, Any], key: str, tag: str | None) -> None:
         seen.add(name)
-        ordered.append((name, model, key))
+        where = f"`{key}`, with `{tag}`" if key and tag else f"`{key}`" if key else ""
+        ordered.append((name, model, where))
         for field, prop in model.get("properties", {}).items():
-            for ref in _refs(prop):
+            for ref, suffix, ref_tag in _refs(prop):
                 if ref not in seen and ref in defs:
-                    visit(ref, defs[ref], f"{key}.{field}" if key else field)
+                    visit(ref, defs[ref], f"{key}.{field}{suffix}".lstrip("."), ref_tag)
 
-    visit(schema.get("title", "Spec"), schema, "")
+    visit(schema.get("title", "Spec"), schema, "", None)
     for name in sorted(set(defs) - seen):
-        visit(name, defs[name], "")
+        visit(name, defs[name], "", None)
     return ordered
 
 
-def _refs(prop: dict[str, Any]) -> list[str]:
-    """Names of the models ``prop`` refers to, in the order they appear."""
-    found = [prop["$ref"].removeprefix(_REF_PREFIX)] if "$ref" in prop else []
-    for member in prop.get("anyOf", []) + prop.get("allOf", []):
-        found += _refs(member)
-    for nested in ("items", "additionalProperties"):
-        if isinstance(prop.get(nested), dict):
-            found += _refs(prop[nested])
+def _refs(prop: dict[str, Any], suffix: str = "") -> list[tuple[str, str, str | None]]:
+    """(model name, key suffix, selecting tag) of each model ``prop`` refers to, in order."""
+    found: list[tuple[str, str, str | None]] = []
+    if "$ref" in prop:
+        found.append((prop["$ref"].removeprefix(_REF_PREFIX), suffix, None))
+    tags = _tags(prop)
+    for member in _members(prop):
+        found += [(ref, end, tags.get(ref, tag)) for ref, end, tag in _refs(member, suffix)]
+    if isinstance(prop.get("items"), dict):
+        found += _refs(prop["items"], f"{suffix}[i]")
+    if isinstance(prop.get("additionalProperties"), dict):
+        found += _refs(prop["additionalProperties"], f"{suffix}.<name>")
     return found
 
 
-def _section(name: str, model: dict[str, Any], key: str) -> list[str]:
+def _members(prop: dict[str, Any]) -> list[dict[str, Any]]:
+    """The members of a union (``anyOf``, ``oneOf``) or of an ``allOf``."""
+    return [*prop.get("anyOf", []), *prop.get("oneOf", []), *prop.get("allOf", [])]
+
+
+def _tags(prop: dict[str, Any]) -> dict[str, str]:
+    """For a discriminated union, ``type: asha`` (the key and value that select it) by model."""
+    discriminator = prop.get("discriminator", {})
+    key = discriminator.get("propertyName")
+    mapping = discriminator.get("mapping", {})
+    return {ref.removeprefix(_REF_PREFIX): f"{key}: {tag}" for tag, ref in mapping.items()}
+
+
+def _section(name: str, model: dict[str, Any], where: str) -> list[str]:
     lines = [f"## {name}", ""]
-    if key:
-        lines += [f"Key: `{key}`.", ""]
+    if where:
+        lines += [f"Key: {where}.", ""]
     if model.get("description"):
         lines += [_text(model["description"]), ""]
     lines += ["| Field | Type | Default | Constraints | Description |", "|---|---|---|---|---|"]
@@ -114,9 +137,8 @@ def _type(prop: dict[str, Any]) -> str:
         return f"`{_json(prop['const'])}`"
     if "enum" in prop:
         return "one of " + ", ".join(f"`{_json(v)}`" for v in prop["enum"])
-    if "anyOf" in prop or "allOf" in prop:
-        members = [_type(member) for member in prop.get("anyOf", []) + prop.get("allOf", [])]
-        return _or(list(dict.fromkeys(members)))
+    if _members(prop):
+        return _or(list(dict.fromkeys(_type(member) for member in _members(prop))))
     kind = prop.get("type", "any")
     if kind == "array":
         return f"list of {_type(prop.get('items', {}))}"
@@ -128,7 +150,7 @@ def _type(prop: dict[str, Any]) -> str:
 def _constraints(prop: dict[str, Any], prefix: str = "") -> list[str]:
     """The constraints of ``prop`` and of its union members; a map's apply to each value."""
     found = [prefix + text.format(prop[k]) for k, text in _CONSTRAINTS.items() if k in prop]
-    for member in prop.get("anyOf", []) + prop.get("allOf", []):
+    for member in _members(prop):
         found += _constraints(member, prefix)
     if isinstance(prop.get("items"), dict):
         found += _constraints(prop["items"], "each item ")

@@ -25,7 +25,9 @@ task:
   module: task
 """
 
-TOP_LEVEL_FIELDS = "checks, data, description, hparams, name, storage, task, team, tracking, train"
+TOP_LEVEL_FIELDS = (
+    "checks, data, description, hparams, name, search, storage, task, team, tracking, train"
+)
 TRAIN_FIELDS = (
     "batch_size, checkpoint_every_epochs, epochs, grad_clip_norm, max_failures, optimizer, "
     "precision, scaling, strategy"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 
 import pytest
@@ -21,13 +22,21 @@ def sections(markdown: str) -> dict[str, str]:
 
 
 def models(root: type[BaseModel] = ExperimentSpec) -> list[type[BaseModel]]:
-    """``root`` and its nested section models, as the reference orders them (depth first)."""
+    """``root`` and its nested section models, as the reference orders them (depth first).
+
+    A field's models are found through ``| None``, unions, lists and maps too.
+    """
     found = [root]
     for info in root.model_fields.values():
-        annotation = info.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            found += [m for m in models(annotation) if m not in found]
+        for model in models_in(info.annotation):
+            found += [m for m in models(model) if m not in found]
     return found
+
+
+def models_in(annotation: object) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [model for arg in typing.get_args(annotation) for model in models_in(arg)]
 
 
 def test_committed_reference_is_up_to_date() -> None:
@@ -122,3 +131,23 @@ def test_rendering_of_types_defaults_constraints_and_links() -> None:
             ]
         ),
     }
+
+
+def test_discriminated_unions_list_items_and_map_values_say_where_they_go() -> None:
+    markdown = schema_to_markdown(experiment_schema())
+    found = sections(markdown)
+    assert "Key: `search.space.<name>`, with `type: loguniform`." in found["LogUniformParam"]
+    assert "Key: `search.stages[i]`." in found["Stage"]
+    assert "Key: `search.stages[i].scheduler`, with `type: asha`." in found["AshaScheduler"]
+    assert "Key: `search.stages[i].narrow`." in found["Narrowing"]
+    scheduler = (
+        "| `scheduler` | [FifoScheduler](#fifoscheduler) or [AshaScheduler](#ashascheduler) "
+        '| `{"type": "fifo"}` |  | When trials stop early. |'
+    )
+    assert scheduler in found["Stage"].splitlines()
+    space = next(row for row in found["SearchSpec"].splitlines() if row.startswith("| `space`"))
+    assert space.startswith(
+        "| `space` | map of string to [UniformParam](#uniformparam), "
+        "[LogUniformParam](#loguniformparam), [IntParam](#intparam) or "
+        "[ChoiceParam](#choiceparam) | **required** |"
+    )

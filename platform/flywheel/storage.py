@@ -1,0 +1,50 @@
+"""The storage root: a local directory or ``s3://bucket/prefix``, through one fsspec interface.
+
+s3fs serves ``s3://`` (credentials and endpoint from the standard AWS environment variables,
+``AWS_ENDPOINT_URL`` for S3-compatible stores); anything without a scheme is a local path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import fsspec
+from fsspec.core import url_to_fs
+
+from flywheel.errors import FlywheelError
+
+
+def join(root: str, *parts: str) -> str:
+    """``root`` and ``parts`` joined with ``/`` (works for local paths and URLs alike)."""
+    return "/".join([root.rstrip("/"), *(p.strip("/") for p in parts)])
+
+
+def upload_tree(local_dir: Path, url: str) -> str:
+    """Copy a local folder to ``url`` (replacing what is there); returns ``url``."""
+    fs, path = _fs(url)
+    try:
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+        fs.makedirs(path, exist_ok=True)
+        fs.put(f"{local_dir}/", path, recursive=True)
+    except OSError as e:
+        raise FlywheelError(f"cannot write {url}: {e}") from e
+    return url
+
+
+def download_tree(url: str, local_dir: Path) -> Path:
+    """Copy the folder at ``url`` into ``local_dir``; returns ``local_dir``."""
+    fs, path = _fs(url)
+    if not fs.exists(path):
+        raise FlywheelError(f"{url} does not exist in the storage root")
+    local_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        fs.get(f"{path.rstrip('/')}/", str(local_dir), recursive=True)
+    except OSError as e:
+        raise FlywheelError(f"cannot read {url}: {e}") from e
+    return local_dir
+
+
+def _fs(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    fs, path = url_to_fs(url)
+    return fs, str(path)
