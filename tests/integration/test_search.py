@@ -180,3 +180,52 @@ def _finished(journal: JournalStorage, study_name: str) -> dict[int, dict[str, o
         and not t.user_attrs.get("flywheel.warm_start")
         and t.number not in interrupted
     }
+
+
+DDP_TRIALS_SPEC = """\
+name: ddp-trials
+team: testing
+task: {module: task}
+train:
+  epochs: 2
+  batch_size: 64
+  scaling: {num_workers: 1}
+hparams: {hidden: 32}
+checks:
+  baseline: false
+  overfit_one_batch: {enabled: false}
+search:
+  metric: val_loss
+  space:
+    train.optimizer.lr: {type: loguniform, low: 1.0e-3, high: 3.0e-2}
+  trial_workers: 2
+  stages:
+    - {name: only, sampler: random, trials: 2, max_concurrent: 1, seed: 0}
+tracking:
+  register_model: false
+"""
+
+
+@pytest.mark.timeout(600)
+def test_trials_can_train_with_ddp_workers(
+    embedded_platform: PlatformStatus, platform_settings: Settings, tmp_path: Path
+) -> None:
+    spec = copy_experiment(DIGITS, tmp_path / "digits", DDP_TRIALS_SPEC)
+    client = Client(platform_settings)
+    job_id = client.submit(spec)
+
+    final = list(client.follow(job_id, poll_s=1))[-1].job
+
+    assert final.state == "SUCCEEDED", final.message
+    mlflow = MlflowClient(platform_settings.tracking_uri)
+    parent = run_of_job(platform_settings.tracking_uri, job_id)
+    trials = mlflow.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
+    )
+    assert [r.data.tags[TAG_TRIAL_STATE] for r in trials] == ["completed", "completed"]
+    for trial in trials:
+        steps = [m.step for m in mlflow.get_metric_history(trial.info.run_id, "val_loss")]
+        assert steps == [1, 2], "every epoch of a DDP trial reaches Tune"
+    logs = client.logs(job_id)
+    assert "world_size=2" in logs, "the trials trained with two Ray Train workers"

@@ -30,7 +30,11 @@ CHECKPOINT_FILE = "checkpoint.pt"
 
 
 def fit(
-    plan: JobPlan, run_id: str | None, task_dir: Path | None = None, name: str | None = None
+    plan: JobPlan,
+    run_id: str | None,
+    task_dir: Path | None = None,
+    name: str | None = None,
+    callbacks: list[Any] | None = None,
 ) -> ray.train.Result:
     """Train the plan's model on the Ray cluster; return Ray Train's result."""
     spec = plan.spec
@@ -47,6 +51,7 @@ def fit(
             storage_path=checkpoint_root(plan),
             failure_config=FailureConfig(max_failures=spec.train.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
+            callbacks=callbacks,
         ),
     )
     return trainer.fit()

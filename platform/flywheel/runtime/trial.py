@@ -12,14 +12,17 @@ import math
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 from ray import tune
 from ray.tune.experiment import Trial
+from ray.tune.integration.ray_train import TuneReportCallback
 
 from flywheel.narrowing import apply_overrides
 from flywheel.plans import JobPlan
 from flywheel.progress import ProgressEvent, emit
 from flywheel.runtime.epochs import Placement, fresh_start, train_epochs
 from flywheel.runtime.task import load_task
+from flywheel.runtime.train import fit
 from flywheel.specs.experiment import ExperimentSpec
 from flywheel.specs.search import Stage
 from flywheel.tracking import (
@@ -35,10 +38,23 @@ from flywheel.tracking import (
 
 
 def run_trial(config: dict[str, Any], plan_json: str, stage_json: str) -> None:
-    """Tune's trainable: train the spec with the trial's parameters at the stage's fidelity."""
+    """Tune's trainable: train the spec with the trial's parameters at the stage's fidelity.
+
+    One worker trains here, in the trial's process; more train with Ray Train (DDP), reporting
+    every epoch to Tune through Ray Train's TuneReportCallback.
+    """
     plan = JobPlan.model_validate_json(plan_json)
     stage = Stage.model_validate_json(stage_json)
-    spec = apply_overrides(plan.spec, config, stage.fidelity)
+    spec = trial_spec(plan.spec, config, stage)
+    if spec.train.scaling.num_workers > 1:
+        trial_id = tune.get_context().get_trial_id()
+        fit(
+            plan.model_copy(update={"spec": spec}),
+            run_id=None,
+            name=f"{plan.job_id}-trial-{trial_id}",
+            callbacks=[TuneReportCallback()],  # type: ignore[no-untyped-call]  # Ray's is unannotated
+        )
+        return
     device = torch.device("cuda" if spec.train.scaling.use_gpu else "cpu")
     train_epochs(
         spec,
@@ -50,8 +66,32 @@ def run_trial(config: dict[str, Any], plan_json: str, stage_json: str) -> None:
     )
 
 
+def trial_spec(spec: ExperimentSpec, params: dict[str, Any], stage: Stage) -> ExperimentSpec:
+    """The spec a trial trains: its parameters, the stage's fidelity, ``trial_workers`` workers.
+
+    With several workers every epoch is checkpointed, since Ray Train reports (and so Tune, and
+    ASHA, hear) only with checkpoints.
+    """
+    trial = apply_overrides(spec, params, stage.fidelity).model_dump()
+    workers = spec.search.trial_workers if spec.search else 1
+    trial["train"]["scaling"]["num_workers"] = workers
+    if workers > 1:
+        trial["train"]["checkpoint_every_epochs"] = 1
+    try:
+        return ExperimentSpec.model_validate(trial)
+    except ValidationError as e:
+        raise ValueError(f"trial parameters {params} do not fit {workers} workers: {e}") from e
+
+
 def trial_resources(spec: ExperimentSpec) -> dict[str, float]:
-    """Resources of one trial: one worker's share of the spec's scaling (fractional GPUs too)."""
+    """What Tune reserves for a trial's own process.
+
+    One worker: that worker's share of the spec's scaling (fractional GPUs too). Several: next to
+    nothing (Tune refuses an empty request; one byte of memory), since the trial only drives Ray
+    Train, whose workers reserve their own resources.
+    """
+    if spec.search is not None and spec.search.trial_workers > 1:
+        return {"cpu": 0.0, "memory": 1.0}
     scaling = spec.train.scaling
     resources = {k.lower(): v for k, v in scaling.resources_per_worker.items()}
     resources.setdefault("cpu", 1.0)

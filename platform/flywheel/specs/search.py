@@ -292,6 +292,15 @@ class SearchSpec(StrictModel):
     stages: list[Stage] | None = Field(
         default=None, min_length=1, description="Stages, run in order; null: the default plan."
     )
+    trial_workers: int = Field(
+        default=1,
+        ge=1,
+        description=(
+            "Training workers per trial, each with the spec's `train.scaling` resources "
+            "(fractional GPUs allowed). 1: the trial trains in its own process; more: with Ray "
+            "Train (DDP). The final model trains with `train.scaling`."
+        ),
+    )
 
     @field_validator("space")
     @classmethod
