@@ -60,3 +60,11 @@ def run_of_job(tracking_uri: str, job_id: str, timeout_s: float = 60) -> Run:
             return parents[0]
         time.sleep(0.5)
     raise AssertionError(f"no MLflow run for job {job_id} after {timeout_s} s")
+
+
+def trial_runs(tracking_uri: str, parent: Run) -> list[Run]:
+    """The runs nested under ``parent``: one per search trial."""
+    return MlflowClient(tracking_uri).search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
+    )

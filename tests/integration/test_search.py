@@ -20,7 +20,7 @@ from flywheel.local import PlatformStatus
 from flywheel.settings import Settings
 from flywheel.tracking import TAG_SEARCH_STAGE, TAG_TRIAL_STATE
 
-from .helpers import REPO, copy_experiment, run_cli, run_of_job
+from .helpers import REPO, copy_experiment, run_cli, run_of_job, trial_runs
 
 pytestmark = pytest.mark.integration
 
@@ -76,10 +76,7 @@ def test_two_stage_search_records_trials_narrowing_and_candidate(
     client = MlflowClient(platform_settings.tracking_uri)
     parent = run_of_job(platform_settings.tracking_uri, job_id)
     assert parent.info.status == "FINISHED"
-    children = client.search_runs(
-        [parent.info.experiment_id],
-        filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
-    )
+    children = trial_runs(platform_settings.tracking_uri, parent)
     stages = sorted(r.data.tags[TAG_SEARCH_STAGE] for r in children)
     assert stages == ["coarse"] * 4 + ["fine"] * 2
     assert all(r.info.status in {"FINISHED", "FAILED"} for r in children)
@@ -219,10 +216,7 @@ def test_trials_can_train_with_ddp_workers(
     assert final.state == "SUCCEEDED", final.message
     mlflow = MlflowClient(platform_settings.tracking_uri)
     parent = run_of_job(platform_settings.tracking_uri, job_id)
-    trials = mlflow.search_runs(
-        [parent.info.experiment_id],
-        filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
-    )
+    trials = trial_runs(platform_settings.tracking_uri, parent)
     assert [r.data.tags[TAG_TRIAL_STATE] for r in trials] == ["completed", "completed"]
     for trial in trials:
         steps = [m.step for m in mlflow.get_metric_history(trial.info.run_id, "val_loss")]
