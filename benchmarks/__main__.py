@@ -5,10 +5,12 @@ from __future__ import annotations
 import sys
 
 from benchmarks import ddp_throughput
+from benchmarks.search_quality import cli as search_quality
 
 
 def main() -> int:
     ddp_throughput.main([])
+    search_quality.main([])
     return 0
 
 

@@ -1,0 +1,90 @@
+"""Every (problem, method, budget, seed) run, spread over worker processes, with a progress bar.
+
+Anytime methods (TPE, random) run once at the largest budget; coarse-to-fine plans depend on the
+budget, so they run once per budget. Workers are spawned (not forked) so that each builds its
+own torch and Optuna state; a worker builds each problem once.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from collections.abc import Iterable
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+from benchmarks.search_quality.methods import ANYTIME_METHODS, Trace, run_method
+from benchmarks.search_quality.problems import get_problem
+
+
+@dataclass(frozen=True)
+class Task:
+    """One run to do."""
+
+    problem: str
+    method: str
+    budget: int
+    seed: int
+
+
+def plan_tasks(
+    problems: Iterable[str], methods: Iterable[str], budgets: list[int], seeds: int
+) -> list[Task]:
+    """The runs that give every method's result at every budget, slowest first."""
+    tasks = [
+        Task(problem, method, budget, seed)
+        for problem in problems
+        for method in methods
+        for budget in ([max(budgets)] if method in ANYTIME_METHODS else budgets)
+        for seed in range(seeds)
+    ]
+    return sorted(tasks, key=lambda t: (not t.problem.startswith("digits"), -t.budget))
+
+
+def run_task(task: Task) -> Trace:
+    """Run one task (in a worker process)."""
+    return run_method(get_problem(task.problem), task.method, task.budget, task.seed)
+
+
+def run_tasks(tasks: list[Task], jobs: int) -> list[Trace]:
+    """Run ``tasks`` on ``jobs`` processes (1: in this process), showing progress on stderr."""
+    progress = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+    )
+    with progress:
+        bar = progress.add_task("search-quality runs", total=len(tasks))
+        if jobs == 1:
+            traces = []
+            for task in tasks:
+                traces.append(run_task(task))
+                progress.advance(bar)
+            return traces
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+            futures: list[Future[Trace]] = [pool.submit(run_task, task) for task in tasks]
+            for future in as_completed(futures):
+                future.result()
+                progress.advance(bar)
+            return [future.result() for future in futures]
+
+
+def save_traces(traces: list[Trace], path: Path) -> None:
+    """Write the traces as JSON, to render them again with ``--load``."""
+    path.write_text(json.dumps([asdict(t) for t in traces]))
+
+
+def load_traces(path: Path) -> list[Trace]:
+    """Read traces written by :func:`save_traces`."""
+    rows = json.loads(path.read_text())
+    return [
+        Trace(**{**row, "scores": tuple(row["scores"]), "stage_sizes": tuple(row["stage_sizes"])})
+        for row in rows
+    ]
