@@ -174,19 +174,21 @@ def set_model_alias(tracking_uri: str, version: RegisteredVersion, alias: str) -
 
 
 def end_stale_runs(tracking_uri: str, parent: ExperimentRun, search_id: str) -> None:
-    """End as KILLED the runs of an interrupted search that were left RUNNING."""
+    """End as KILLED the runs of an interrupted search that were left RUNNING.
+
+    The earlier jobs' own runs may have ended (KILLED by ``flywheel stop``) while their trials'
+    runs did not: every RUNNING run under any earlier run of the search is ended.
+    """
     client = MlflowClient(tracking_uri)
-    stale = client.search_runs(
-        [parent.experiment_id],
-        filter_string=f"tags.`{TAG_SEARCH_ID}` = '{search_id}' and attributes.status = 'RUNNING'",
+    earlier = client.search_runs(
+        [parent.experiment_id], filter_string=f"tags.`{TAG_SEARCH_ID}` = '{search_id}'"
     )
-    children = client.search_runs(
-        [parent.experiment_id],
-        filter_string="attributes.status = 'RUNNING'",
+    earlier_ids = {r.info.run_id for r in earlier if r.info.run_id != parent.run_id}
+    running = client.search_runs(
+        [parent.experiment_id], filter_string="attributes.status = 'RUNNING'"
     )
-    old_parents = {r.info.run_id for r in stale if r.info.run_id != parent.run_id}
-    for run in [*stale, *children]:
-        is_old_child = run.data.tags.get("mlflow.parentRunId") in old_parents
-        if run.info.run_id in old_parents or is_old_child:
+    for run in running:
+        own = run.info.run_id in earlier_ids
+        if own or run.data.tags.get("mlflow.parentRunId") in earlier_ids:
             client.set_tag(run.info.run_id, TAG_FAILURE_REASON, "its job ended before it did")
             client.set_terminated(run.info.run_id, status="KILLED")

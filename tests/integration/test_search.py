@@ -20,7 +20,7 @@ from flywheel.local import PlatformStatus
 from flywheel.settings import Settings
 from flywheel.tracking import TAG_SEARCH_STAGE, TAG_TRIAL_STATE
 
-from .helpers import REPO, copy_experiment, run_cli, run_of_job, trial_runs
+from .helpers import EXPERIMENTS, REPO, copy_experiment, run_cli, run_of_job, trial_runs
 
 pytestmark = pytest.mark.integration
 
@@ -110,7 +110,7 @@ train:
   epochs: 2
   batch_size: 64
   scaling: {num_workers: 1}
-hparams: {hidden: 32}
+hparams: {sleep_s: 0.1}  # about 5 s a trial: the job is stopped while the stage runs
 checks:
   baseline: false
   overfit_one_batch: {enabled: false}
@@ -131,7 +131,7 @@ tracking:
 def test_a_stopped_search_resumes_without_running_finished_trials_again(
     embedded_platform: PlatformStatus, platform_settings: Settings, tmp_path: Path
 ) -> None:
-    spec = copy_experiment(DIGITS, tmp_path / "digits", RESUME_SPEC)
+    spec = copy_experiment(EXPERIMENTS / "slow_digits", tmp_path / "slow", RESUME_SPEC)
     client = Client(platform_settings)
     first = client.submit(spec)
     for update in client.follow(first, poll_s=0.5):
