@@ -47,15 +47,18 @@ def main(argv: list[str]) -> None:
     names = _problem_names(args.problems or list(FAMILIES))
     budgets = sorted(set(args.budgets))
     started = time.perf_counter()
+    methods = list(dict.fromkeys([*args.methods, "random"]))  # the reference and target
     if args.load:
-        traces = [trace for path in args.load for trace in load_traces(path)]
+        loaded = [trace for path in args.load for trace in load_traces(path)]
+        traces = [t for t in loaded if t.problem in names and t.method in methods]
     else:
-        methods = list(dict.fromkeys([*args.methods, "random"]))  # the reference and target
-        tasks = plan_tasks(names, methods, budgets, args.seeds)
-        traces = run_tasks(tasks, args.jobs)
+        traces = run_tasks(plan_tasks(names, methods, budgets, args.seeds), args.jobs)
     if args.save is not None:
         save_traces(traces, args.save)
     results = Results(traces, [get_problem(name) for name in names])
+    missing = results.missing(budgets)
+    if missing:
+        raise SystemExit(f"no runs of {', '.join(missing[:5])}; run them or leave them out")
     cost = measure(args.orchestration_trials) if args.orchestration_trials else None
     wall_s = time.perf_counter() - started
     print(f"Search quality: `{_command(argv)}` (wall time {wall_s / 60:.1f} min)\n")

@@ -65,10 +65,22 @@ class Results:
         self.max_budget = max(t.budget for t in self.traces)
         self.scales = {p.name: self._scale(p) for p in self.problems}
 
+    def missing(self, budgets: Iterable[int]) -> list[str]:
+        """The (problem, method, budget) runs that some seed lacks, to report before rendering."""
+        return [
+            f"{method} on {problem.name} at {budget} trials"
+            for problem in self.problems
+            for method in self.methods
+            for budget in budgets
+            if any(
+                (problem.name, method, seed, self._run_budget(method, budget)) not in self._index
+                for seed in self.seeds
+            )
+        ]
+
     def trace(self, problem: str, method: str, seed: int, budget: int) -> Trace:
         """The run that gives ``method``'s result at ``budget`` (anytime methods: the longest)."""
-        key_budget = self.max_budget if method in ANYTIME_METHODS else budget
-        return self._index[(problem, method, seed, key_budget)]
+        return self._index[(problem, method, seed, self._run_budget(method, budget))]
 
     def regrets(self, problem: str, method: str, budget: int) -> list[float]:
         """Normalized regret of the best of the first ``budget`` trials, one per seed."""
@@ -151,6 +163,9 @@ class Results:
             for method in best:
                 wins[method] += 1 / len(best)
         return wins
+
+    def _run_budget(self, method: str, budget: int) -> int:
+        return self.max_budget if method in ANYTIME_METHODS else budget
 
     def _scale(self, problem: Problem) -> Scale:
         """The problem's known optimum and reference, else both taken from the runs."""
