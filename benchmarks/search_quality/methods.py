@@ -35,14 +35,14 @@ from flywheel.runtime.optuna_space import space_to_optuna, stage_to_sampler
 # The runtime's own warm start, imported rather than copied so the benchmark measures what
 # flywheel runs; it only touches the Optuna study.
 from flywheel.runtime.search import _warm_start
-from flywheel.specs.search import Narrowing, Param, SearchSpec, Stage
+from flywheel.specs.search import Narrowing, Param, SearchSpec, Stage, coarse_trials
 
 #: Methods whose first n trials do not depend on the budget: one run at the largest budget
 #: gives every smaller one.
 ANYTIME_METHODS = ("tpe", "random")
 COARSE_TO_FINE = "coarse-to-fine"
-#: The fewest coarse trials of a variant with a smaller coarse share: TPE's own random start-up.
-MIN_COARSE_TRIALS = 10
+#: The coarse share of flywheel's first default plan, kept as a variant to show the change.
+LONG_COARSE_SHARE = 0.6
 #: A looser narrowing rule than flywheel's (top quarter, 10 % margin): top half, 25 % margin.
 WIDER_RULE = Narrowing(top_fraction=0.5, margin=0.25)
 
@@ -83,14 +83,15 @@ def modified_plan(
     coarse_share: float | None,
     rule: Narrowing | Literal["flywheel"] | None,
 ) -> list[Stage]:
-    """The default plan with another coarse share (at least 10 trials) or narrowing rule.
+    """The default plan with another coarse share or narrowing rule.
 
-    ``coarse_share`` None keeps flywheel's 60 %; ``rule`` None searches the fine stage over the
-    whole space, warm-started with every coarse trial; "flywheel" keeps the default rule.
+    ``coarse_share`` None keeps flywheel's (:data:`flywheel.specs.search.COARSE_SHARE`); ``rule``
+    None searches the fine stage over the whole space, warm-started with every coarse trial;
+    "flywheel" keeps the default rule.
     """
     coarse, fine = default_plan(problem, budget)
     if coarse_share is not None:
-        trials = min(max(MIN_COARSE_TRIALS, round(budget * coarse_share)), budget - 1)
+        trials = coarse_trials(budget, coarse_share)
         coarse = coarse.model_copy(update={"trials": trials})
         fine = fine.model_copy(update={"trials": budget - trials})
     if rule != "flywheel":
@@ -101,11 +102,12 @@ def modified_plan(
 #: Coarse-to-fine plans by method name: flywheel's default and the variants measured beside it.
 VARIANTS: dict[str, PlanFn] = {
     COARSE_TO_FINE: default_plan,
-    "c2f-no-narrowing": functools.partial(modified_plan, coarse_share=None, rule=None),
     "c2f-wider": functools.partial(modified_plan, coarse_share=None, rule=WIDER_RULE),
-    "c2f-short": functools.partial(modified_plan, coarse_share=0.2, rule="flywheel"),
-    "c2f-short-wider": functools.partial(modified_plan, coarse_share=0.2, rule=WIDER_RULE),
-    "c2f-short-no-narrowing": functools.partial(modified_plan, coarse_share=0.2, rule=None),
+    "c2f-no-narrowing": functools.partial(modified_plan, coarse_share=None, rule=None),
+    "c2f-long": functools.partial(modified_plan, coarse_share=LONG_COARSE_SHARE, rule="flywheel"),
+    "c2f-long-no-narrowing": functools.partial(
+        modified_plan, coarse_share=LONG_COARSE_SHARE, rule=None
+    ),
 }
 
 ALL_METHODS = (*VARIANTS, *ANYTIME_METHODS)

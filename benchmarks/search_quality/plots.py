@@ -26,9 +26,8 @@ COLORS = {
     "random": "#7a7a7a",
     "c2f-no-narrowing": "#2a9d4b",
     "c2f-wider": "#a8326e",
-    "c2f-short": "#8c564b",
-    "c2f-short-wider": "#17becf",
-    "c2f-short-no-narrowing": "#bcbd22",
+    "c2f-long": "#8c564b",
+    "c2f-long-no-narrowing": "#bcbd22",
 }
 COLUMNS = 3
 #: Regrets below this (0 included) are drawn at it.

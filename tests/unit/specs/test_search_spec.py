@@ -424,7 +424,7 @@ def test_the_default_plan_for_a_budget() -> None:
         Stage(
             name="coarse",
             sampler="random",
-            trials=24,
+            trials=10,
             max_concurrent=2,
             fidelity=Fidelity(max_epochs=10, data_fraction=1.0),
             scheduler=AshaScheduler(type="asha", grace_period=1, reduction_factor=3.0),
@@ -433,7 +433,7 @@ def test_the_default_plan_for_a_budget() -> None:
         Stage(
             name="fine",
             sampler="tpe",
-            trials=16,
+            trials=30,
             max_concurrent=2,
             fidelity=Fidelity(max_epochs=None, data_fraction=1.0),
             scheduler=FifoScheduler(type="fifo"),
@@ -446,11 +446,14 @@ def test_the_default_plan_for_a_budget() -> None:
     ("budget", "full_epochs", "coarse_trials", "fine_trials", "coarse_epochs"),
     [
         (2, 1, 1, 1, 1),
-        (3, 2, 2, 1, 1),
-        (5, 3, 3, 2, 1),
-        (10, 10, 6, 4, 3),
-        (41, 30, 25, 16, 10),
-        (100, 100, 60, 40, 33),
+        (3, 2, 1, 2, 1),
+        (5, 3, 2, 3, 1),
+        (10, 10, 5, 5, 3),
+        (25, 9, 10, 15, 3),
+        (41, 30, 10, 31, 10),
+        (50, 30, 10, 40, 10),
+        (100, 100, 20, 80, 33),
+        (1000, 30, 200, 800, 10),
     ],
 )
 def test_the_default_plan_splits_every_budget_into_two_real_stages(
