@@ -202,6 +202,43 @@ class FollowView:
             self._progress.update(self._task, **fields)
 
 
+def serve_result(what: str, result: dict[str, Any]) -> None:
+    """What a serving action left: champion, challenger and its share."""
+    if "job_id" in result:
+        out.print(f"{what} runs as job [bold]{result['job_id']}[/]; follow: flywheel logs --follow")
+        return
+    line = f"[green]{what}[/] {result['model']}"
+    if result.get("champion"):
+        line += f": champion v{result['champion']}"
+    if result.get("challenger"):
+        share = f"{result['challenger_percent']:g}%" if result["mode"] != "shadow" else "shadow"
+        line += f", challenger v{result['challenger']} ({result['mode']}, {share})"
+    if result.get("decision"):
+        line += f"; decision {result['decision']}: {escape(str(result['reason']))}"
+    out.print(line)
+
+
+def models_table(versions: list[dict[str, Any]]) -> None:
+    table = Table()
+    columns = ("model", "version", "role", "traffic", "replicas", "req/s", "requests", "errors",
+               "shadow agree", "online accuracy")  # fmt: skip
+    for column in columns:
+        table.add_column(column)
+    for v in versions:
+        role = v["role"] + (f" ({v['mode']})" if v.get("mode") else "")
+        table.add_row(
+            v["model"], str(v["version"]), role, f"{v['traffic_percent']:g}%", str(v["replicas"]),
+            f"{v['request_rate_per_s']:.2f}", str(v["requests"]), str(v["errors"]),
+            _ratio(v.get("shadow_agreement")),
+            f"{_ratio(v.get('online_accuracy'))} ({v['feedback']} labels)",
+        )  # fmt: skip
+    out.print(table if versions else "no models served")
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def _metrics(metrics: dict[str, float]) -> str:
     return "  ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items()))
 
