@@ -37,8 +37,8 @@ from flywheel.rollout import (
     serve_plan,
 )
 from flywheel.settings import Settings
-from flywheel.specs.serving import RolloutMode
 from flywheel.specs.experiment import ExperimentSpec
+from flywheel.specs.serving import RolloutMode
 from flywheel.specs.validate import validate_experiment
 from flywheel.storage import download_tree, upload_tree
 from flywheel.tracking import resolve_model_version
@@ -229,7 +229,7 @@ class Client:
 
     def _check_version(self, model: str, version: str | None, alias: str | None) -> None:
         if resolve_model_version(self.settings.tracking_uri, model, version, alias) is None:
-            which = f"version {version}" if version else f"alias {alias}" if alias else "a version"
+            which = f"version {version}" if version else f"alias {alias}" if alias else "version"
             raise ServeInputError(f"model {model!r} has no {which} in the MLflow registry")
 
     def _gateway(self, method: str, path: str, body: bytes | None = None) -> Any:

@@ -23,13 +23,14 @@ from ray._raylet import AuthenticationTokenLoader, Config
 from flywheel.local import EmbeddedPlatform, PlatformStatus, ray_client_env
 from flywheel.settings import Settings
 
-#: Settings fields that hold a port the embedded platform binds.
+#: Settings fields that hold a port the embedded platform (or its model gateway) binds.
 PORT_FIELDS = (
     "ray_dashboard_port",
     "ray_gcs_port",
     "ray_client_port",
     "ray_agent_port",
     "mlflow_port",
+    "serve_port",
 )
 
 

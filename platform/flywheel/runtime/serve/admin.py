@@ -8,6 +8,7 @@ what no longer serves (Serve drains its in-flight requests). MLflow aliases foll
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -241,7 +242,12 @@ def _deploy_version(plan: ServePlan, version: str) -> str:
         target = model_version_app(
             plan.target.tracking_uri, f"models:/{plan.model}/{version}", _spec(plan, version)
         )
-        serve.run(target, name=app, route_prefix=None)
+        try:
+            serve.run(target, name=app, route_prefix=None)
+        except RuntimeError as e:  # Serve's word for a replica that failed to start
+            with contextlib.suppress(Exception):
+                serve.delete(app)
+            raise ServeError(f"version {version} of {plan.model} failed to start: {e}") from e
     return app
 
 

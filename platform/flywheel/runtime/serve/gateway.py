@@ -6,9 +6,9 @@ format, records every answer in the router state, and stores feedback under the 
 Routes come from the router state actor, polled every ``POLL_S``; a serving job switches a route
 only once the new version is ready, and removes the old one only after every gateway replica
 has seen the switch, so that no request is lost.
-"""
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: FastAPI reads the routes' annotations at run time.
+"""
 
 import asyncio
 import contextlib
@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from ray import serve
 from starlette.exceptions import HTTPException
@@ -42,7 +43,6 @@ from flywheel.tracking import TensorInfo
 GATEWAY_APP = "flywheel-gateway"
 POLL_S = 0.2
 VERSION_HEADER = "x-model-version"
-REQUEST_ID_HEADER = "x-request-id"
 
 _LOCAL_REQUESTS = 10_000
 _log = logging.getLogger("ray.serve")
@@ -56,6 +56,11 @@ async def _http_error(request: Request, error: HTTPException) -> JSONResponse:
     return JSONResponse({"error": str(error.detail)}, status_code=error.status_code)
 
 
+@api.exception_handler(RequestValidationError)
+async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+    return JSONResponse({"error": f"invalid request: {error.errors()}"}, status_code=400)
+
+
 @api.exception_handler(OipError)
 async def _oip_error(request: Request, error: OipError) -> JSONResponse:
     return JSONResponse(error.body(), status_code=error.status)
@@ -66,12 +71,31 @@ def gateway_app(storage_root: str, max_request_bytes: int) -> Any:
     return Gateway.bind(storage_root, max_request_bytes)  # type: ignore[attr-defined]
 
 
+def _prediction(result: np.ndarray) -> int | None:
+    """The predicted class of a one-row classification answer (argmax); None otherwise."""
+    if result.ndim != 2 or result.shape[0] != 1 or result.shape[1] < 2:
+        return None
+    return int(np.argmax(result[0]))
+
+
+def _running_replicas() -> dict[str, int]:
+    """Running replicas of each Serve application (its model deployment)."""
+    counts = {}
+    for app, status in serve.status().applications.items():
+        deployment = status.deployments.get(DEPLOYMENT_NAME)
+        if deployment is not None:
+            counts[app] = sum(
+                n for state, n in deployment.replica_states.items() if state == "RUNNING"
+            )
+    return counts
+
+
 @serve.deployment(name="gateway", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1000)
 @serve.ingress(api)
 class Gateway:
     """OIP v2 routes over the models in the router state."""
 
-    def __init__(self, storage_root: str, max_request_bytes: int) -> None:
+    async def __init__(self, storage_root: str, max_request_bytes: int) -> None:  # type: ignore[misc]
         self._root = storage_root
         self._max_bytes = max_request_bytes
         self._state = router_state(storage_root)
@@ -83,7 +107,8 @@ class Gateway:
         self._pending: list[RequestRecord] = []
         self._recent: OrderedDict[str, RequestRecord] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._poller: asyncio.Task[None] | None = None
+        await self._sync()  # Ray actors may construct asynchronously; Serve replicas too
+        self._poller = asyncio.get_running_loop().create_task(self._poll())
 
     @api.get("/v2/health/live")
     async def live(self) -> dict[str, bool]:
@@ -91,7 +116,6 @@ class Gateway:
 
     @api.get("/v2/health/ready")
     async def ready(self) -> dict[str, bool]:
-        await self._synced()
         return {"ready": True}
 
     @api.get("/v2/models/{name}")
@@ -151,7 +175,6 @@ class Gateway:
     @api.get("/flywheel/models")
     async def models(self) -> list[dict[str, Any]]:
         """Every served model: versions, roles, traffic split, replicas and observed figures."""
-        await self._synced()
         replicas = await asyncio.to_thread(_running_replicas)
         listed = []
         for name, route in sorted(self._routes.items()):
@@ -191,7 +214,7 @@ class Gateway:
         self._record(request_id, route.model, version, True, latency_ms, prediction)
         if choice.shadow is not None:
             self._spawn(self._shadow(route, choice.shadow, request_id, parsed.features, prediction))
-        headers = {VERSION_HEADER: version, REQUEST_ID_HEADER: request_id}
+        headers = {VERSION_HEADER: version}
         return JSONResponse(
             infer_response(route.model, version, request_id, outputs, result), headers=headers
         )
@@ -236,7 +259,6 @@ class Gateway:
         return b"".join(chunks)
 
     async def _route(self, name: str, version: str | None = None) -> ModelRoute:
-        await self._synced()
         route = self._routes.get(name)
         if route is None:
             raise OipError(404, f"unknown model {name!r}")
@@ -261,12 +283,6 @@ class Gateway:
         if app not in self._handles:
             self._handles[app] = serve.get_deployment_handle(DEPLOYMENT_NAME, app_name=app)
         return self._handles[app]
-
-    async def _synced(self) -> None:
-        """Routes are loaded and polled from here on."""
-        if self._poller is None:
-            await self._sync()
-            self._poller = asyncio.get_running_loop().create_task(self._poll())
 
     async def _poll(self) -> None:
         while True:
@@ -301,22 +317,3 @@ class Gateway:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-def _prediction(result: np.ndarray) -> int | None:
-    """The predicted class of a one-row classification answer (argmax); None otherwise."""
-    if result.ndim != 2 or result.shape[0] != 1 or result.shape[1] < 2:
-        return None
-    return int(np.argmax(result[0]))
-
-
-def _running_replicas() -> dict[str, int]:
-    """Running replicas of each Serve application (its model deployment)."""
-    counts = {}
-    for app, status in serve.status().applications.items():
-        deployment = status.deployments.get(DEPLOYMENT_NAME)
-        if deployment is not None:
-            counts[app] = sum(
-                n for state, n in deployment.replica_states.items() if state == "RUNNING"
-            )
-    return counts

@@ -7,6 +7,7 @@ deployment handle. Batch size and wait come from the ``serve.batching`` spec.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -53,7 +54,9 @@ class ModelVersion:
         torch.set_num_threads(1)  # replicas share the node's cores; one thread each
         loaded = load_serving_model(tracking_uri, model_uri)
         self._device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self._module = loaded.module.to(self._device).eval()
+        self._module = loaded.module.to(self._device)
+        with contextlib.suppress(NotImplementedError):  # exported (pt2) graphs are always eval
+            self._module.eval()
         self._inputs, self._outputs = loaded.inputs, loaded.outputs
         self._batching = bool(batching["enabled"])
         batched: Any = self._batched  # serve.batch adds the setters; its type hides them
