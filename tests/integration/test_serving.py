@@ -156,7 +156,7 @@ BAD_REQUESTS = {
                     {"name": "input-0", "shape": [2, 64], "datatype": "FP32", "data": [0.0] * 64}
                 ]
             }
-        ).encode(),  # fmt: skip
+        ).encode(),
         400,
     ),
     "wrong datatype": (
@@ -174,7 +174,7 @@ BAD_REQUESTS = {
                     {"name": "input-0", "shape": [1, 64], "datatype": "FP32", "data": ["x"] * 64}
                 ]
             }
-        ).encode(),  # fmt: skip
+        ).encode(),
         400,
     ),
     "unknown input name": (
