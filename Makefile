@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 demo: setup
 	$(BIN)/flywheel up
 	$(BIN)/flywheel submit experiments/digits/train.yaml --follow
+	$(BIN)/flywheel deploy digits-mlp
 	$(BIN)/python experiments/digits/show.py
 
 test: lint

@@ -10,6 +10,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -219,18 +220,19 @@ def serve_result(what: str, result: dict[str, Any]) -> None:
 
 
 def models_table(versions: list[dict[str, Any]]) -> None:
-    table = Table()
-    columns = ("model", "version", "role", "traffic", "replicas", "req/s", "requests", "errors",
-               "shadow agree", "online accuracy")  # fmt: skip
+    """One row per served version; a challenger's role is its rollout mode."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    columns = ("model", "version", "role", "traffic", "replicas", "req/s", "answered", "errors",
+               "shadow agrees", "accuracy (labels)")  # fmt: skip
     for column in columns:
-        table.add_column(column)
+        table.add_column(column, no_wrap=column in ("model", "role"))
     for v in versions:
-        role = v["role"] + (f" ({v['mode']})" if v.get("mode") else "")
+        role = v.get("mode") or v["role"]
         table.add_row(
             v["model"], str(v["version"]), role, f"{v['traffic_percent']:g}%", str(v["replicas"]),
             f"{v['request_rate_per_s']:.2f}", str(v["requests"]), str(v["errors"]),
             _ratio(v.get("shadow_agreement")),
-            f"{_ratio(v.get('online_accuracy'))} ({v['feedback']} labels)",
+            f"{_ratio(v.get('online_accuracy'))} ({v['feedback']})",
         )  # fmt: skip
     out.print(table if versions else "no models served")
 
