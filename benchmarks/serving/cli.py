@@ -17,13 +17,12 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -32,7 +31,7 @@ from sklearn.datasets import load_digits
 
 from benchmarks.serving.load import LoadResult, run_load
 from flywheel.client import Client
-from flywheel.local import EmbeddedPlatform
+from flywheel.local import EmbeddedPlatform, free_ports
 from flywheel.settings import Settings
 from flywheel.specs.serving import ServeSpec
 from flywheel.tracking import TAG_SERVE_SPEC
@@ -157,14 +156,6 @@ def server(command: list[str], env: dict[str, str], health: str) -> Iterator[str
     finally:
         os.killpg(process.pid, 15)
         process.wait(timeout=30)
-
-
-def free_ports(count: int) -> list[int]:
-    with ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
 
 
 def markdown(results: dict[str, list[LoadResult]], duration_s: float) -> str:

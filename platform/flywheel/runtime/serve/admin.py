@@ -111,13 +111,7 @@ def promote(plan: ServePlan) -> dict[str, Any]:
     state = _ensure_gateway(plan)
     old = _challenged(state, plan.model)
     assert old.challenger is not None
-    route = ModelRoute(
-        model=plan.model, champion=old.challenger, apps={old.challenger: old.apps[old.challenger]}
-    )
-    _switch(state, plan.model, route)
-    set_alias(plan.target.tracking_uri, plan.model, CHAMPION_ALIAS, old.challenger)
-    delete_alias(plan.target.tracking_uri, plan.model, CHALLENGER_ALIAS)
-    _delete_unused(old, route)
+    route = _serve_alone(plan, state, old, old.challenger)
     _record(plan, "promote", f"version {old.challenger} replaces {old.champion}", {})
     return _summary(route)
 
@@ -126,14 +120,19 @@ def rollback(plan: ServePlan) -> dict[str, Any]:
     """Remove the challenger; the champion answers everything."""
     state = _ensure_gateway(plan)
     old = _challenged(state, plan.model)
-    route = ModelRoute(
-        model=plan.model, champion=old.champion, apps={old.champion: old.apps[old.champion]}
-    )
-    _switch(state, plan.model, route)
-    delete_alias(plan.target.tracking_uri, plan.model, CHALLENGER_ALIAS)
-    _delete_unused(old, route)
+    route = _serve_alone(plan, state, old, old.champion)
     _record(plan, "rollback", f"version {old.challenger} removed", {})
     return _summary(route)
+
+
+def _serve_alone(plan: ServePlan, state: Any, old: ModelRoute, version: str) -> ModelRoute:
+    """Route everything to ``version`` of ``old``, make it champion, remove the other version."""
+    route = ModelRoute(model=plan.model, champion=version, apps={version: old.apps[version]})
+    _switch(state, plan.model, route)
+    set_alias(plan.target.tracking_uri, plan.model, CHAMPION_ALIAS, version)
+    delete_alias(plan.target.tracking_uri, plan.model, CHALLENGER_ALIAS)
+    _delete_unused(old, route)
+    return route
 
 
 def undeploy(plan: ServePlan) -> dict[str, Any]:
