@@ -63,7 +63,9 @@ def main(argv: list[str]) -> None:
         results["flywheel, batching on"] = measure(url, oip, args)
         client.deploy(MODEL, version=unbatched_copy(settings, batched))
         results["flywheel, batching off"] = measure(url, oip, args)
-        env = {**os.environ, "MLFLOW_TRACKING_URI": settings.tracking_uri}
+        bin_dir = str(Path(sys.executable).parent)  # mlflow starts `uvicorn` from PATH
+        env = {**os.environ, "MLFLOW_TRACKING_URI": settings.tracking_uri,
+               "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")])}  # fmt: skip
         model_uri = f"models:/{MODEL}/{batched}"
         with server([sys.executable, str(PEER), model_uri, "{port}"], env, "/docs") as base:
             results["FastAPI + uvicorn (1 process)"] = measure(
@@ -151,7 +153,7 @@ def server(command: list[str], env: dict[str, str], health: str) -> Iterator[str
             except httpx.HTTPError:
                 time.sleep(0.5)
         else:
-            raise SystemExit(f"{argv[:3]} did not answer {health} in 120 s")
+            raise RuntimeError(f"{argv[:3]} did not answer {health} in 120 s")
         yield base
     finally:
         os.killpg(process.pid, 15)

@@ -290,8 +290,12 @@ def test_shadow_answers_are_recorded_and_never_returned(
     assert shadow["traffic_percent"] == 0.0 and 0.0 <= shadow["shadow_agreement"] <= 1.0
 
 
-def test_promote_under_load_fails_no_request(served: Client, platform_settings: Settings) -> None:
-    """Four threads query without pause while the shadow challenger is promoted."""
+def test_promote_and_version_switch_under_load_fail_no_request(
+    served: Client, platform_settings: Settings
+) -> None:
+    """Four threads query without pause while the shadow challenger is promoted, then while
+    version 1 is deployed again as champion (a version switch: a new deployment, then the route).
+    """
     [challenger] = [v["version"] for v in served.models() if v["role"] == "challenger"]
     failures: list[str] = []
     versions: Counter[str] = Counter()
@@ -313,25 +317,26 @@ def test_promote_under_load_fails_no_request(served: Client, platform_settings: 
     threads = [threading.Thread(target=load) for _ in range(4)]
     for thread in threads:
         thread.start()
+    registry = MlflowClient(platform_settings.tracking_uri)
     try:
         time.sleep(1.0)
         served.promote(MODEL)
+        assert aliases(platform_settings) == {"champion": challenger}
+        assert [v["version"] for v in served.models()] == [challenger]
+        answered_before_switch = versions[challenger]
+        served.deploy(MODEL, version="1")
         time.sleep(1.0)
     finally:
         stop.set()
         for thread in threads:
             thread.join()
     assert failures == []
-    assert versions["1"] > 0 and versions[challenger] > 0, versions
-    assert aliases(platform_settings) == {"champion": challenger}
-    assert [v["version"] for v in served.models()] == [challenger]
-    decisions = MlflowClient(platform_settings.tracking_uri).search_runs(
-        [
-            MlflowClient(platform_settings.tracking_uri)
-            .get_experiment_by_name(ROLLOUT_EXPERIMENT)
-            .experiment_id
-        ],
-        filter_string=f"tags.`{TAG_ROLLOUT_DECISION}` = 'promote'",
+    assert versions[challenger] > answered_before_switch > 0, versions
+    assert aliases(platform_settings) == {"champion": "1"}
+    assert [v["version"] for v in served.models()] == ["1"]
+    rollouts = registry.get_experiment_by_name(ROLLOUT_EXPERIMENT).experiment_id
+    decisions = registry.search_runs(
+        [rollouts], filter_string=f"tags.`{TAG_ROLLOUT_DECISION}` = 'promote'"
     )
     assert decisions
 
