@@ -1,6 +1,7 @@
 """Serving on the real local cluster: the digits model behind the OIP v2 gateway, rollouts.
 
-Cost: about 3 to 4 minutes on 2 cores. One experiment (about 60 s) trains and deploys version 1
+Cost: 4 to 12 minutes on 2 cores, depending on what else runs there (12 when the cores are
+shared with other training jobs). One experiment (about 60 s) trains and deploys version 1
 through its `serve` section; later versions are registered in this process (2 s each). Each
 serving action is a Ray job of 5 to 15 s. The model stays deployed across the module's tests,
 which run in order, and is undeployed at the end.
@@ -293,7 +294,7 @@ def test_shadow_answers_are_recorded_and_never_returned(
 def test_promote_and_version_switch_under_load_fail_no_request(
     served: Client, platform_settings: Settings
 ) -> None:
-    """Four threads query without pause while the shadow challenger is promoted, then while
+    """Steady load from three threads while the shadow challenger is promoted, then while
     version 1 is deployed again as champion (a version switch: a new deployment, then the route).
     """
     [challenger] = [v["version"] for v in served.models() if v["role"] == "challenger"]
@@ -313,8 +314,9 @@ def test_promote_and_version_switch_under_load_fail_no_request(
                     failures.append(answer.text)
                 else:
                     versions[answer.json()["model_version"]] += 1
+                time.sleep(0.01)
 
-    threads = [threading.Thread(target=load) for _ in range(4)]
+    threads = [threading.Thread(target=load) for _ in range(3)]
     for thread in threads:
         thread.start()
     registry = MlflowClient(platform_settings.tracking_uri)
@@ -398,13 +400,12 @@ def test_cli_serves_and_rejects_bad_input_with_exit_2(
     table = run_cli(platform_settings, "models")
     assert table.returncode == 0 and "champion" in table.stdout
     before = served.models()
+    # Input errors that need no cluster are tested in tests/unit/cli; these need the registry
+    # or the gateway to be told apart.
     for args in (
-        ("rollout", MODEL, "--version", "1", "--canary", "10", "--shadow"),
-        ("rollout", MODEL, "--version", "1", "--canary", "150"),
         ("deploy", "no-such-model"),
         ("deploy", MODEL, "--version", "99"),
         ("promote", MODEL),  # no challenger
-        ("predict", MODEL, "--json", str(tmp_path / "missing.json")),
     ):
         result = run_cli(platform_settings, *args)
         assert result.returncode == 2, (args, result.stdout, result.stderr)
