@@ -90,16 +90,13 @@ def measure(url: str, body: bytes, args: argparse.Namespace) -> list[LoadResult]
 
 def deploy_digits(client: Client, settings: Settings) -> str:
     """Train digits (3 epochs, 1 worker) through an experiment whose serve section deploys it."""
-    folder = Path(tempfile.mkdtemp(prefix="fw-bench-"))
-    shutil.copytree(REPO / "experiments" / "digits", folder / "digits")
-    spec = folder / "digits" / "train.yaml"
-    text = (
-        spec.read_text()
-        .replace("epochs: 30", "epochs: 3")
-        .replace("num_workers: 2", "num_workers: 1")
-    )
-    spec.write_text(text.replace("digits-mlp", MODEL) + SERVE_SECTION)
-    job_id = client.submit(spec)
+    with tempfile.TemporaryDirectory(prefix="fw-serving-bench-") as folder:
+        shutil.copytree(REPO / "experiments" / "digits", Path(folder) / "digits")
+        spec = Path(folder) / "digits" / "train.yaml"
+        text = spec.read_text().replace("epochs: 30", "epochs: 3")
+        text = text.replace("num_workers: 2", "num_workers: 1").replace("digits-mlp", MODEL)
+        spec.write_text(text + SERVE_SECTION)
+        job_id = client.submit(spec)
     final = list(client.follow(job_id, poll_s=2.0))[-1].job
     if final.state != "SUCCEEDED":
         raise SystemExit(f"training job {job_id} {final.state}:\n{client.logs(job_id)[-2000:]}")
