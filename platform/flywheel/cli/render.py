@@ -206,7 +206,8 @@ class FollowView:
 def serve_result(what: str, result: dict[str, Any]) -> None:
     """What a serving action left: champion, challenger and its share."""
     if "job_id" in result:
-        out.print(f"{what} runs as job [bold]{result['job_id']}[/]; follow: flywheel logs --follow")
+        job = result["job_id"]
+        out.print(f"{what} runs as job [bold]{job}[/]; follow it: flywheel logs {job} --follow")
         return
     line = f"[green]{what}[/] {result['model']}"
     if result.get("champion"):

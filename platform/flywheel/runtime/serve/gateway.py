@@ -162,14 +162,16 @@ class Gateway:
         answered = self._recent.get(request_id) or await self._state.lookup.remote(request_id)
         if answered is None or answered.model != name:
             raise OipError(404, f"no answered request {request_id!r} of model {name!r}")
-        correct = answered.prediction is not None and str(answered.prediction) == str(label)
+        # Only a one-row classification answer has a prediction to compare the label with.
+        correct = None if answered.prediction is None else str(answered.prediction) == str(label)
         record = {
             "id": request_id, "model": name, "version": answered.version, "label": label,
             "prediction": answered.prediction, "correct": correct, "time_s": time.time(),
         }  # fmt: skip
         url = storage.join(feedback_url(self._root, name), f"{request_id}.json")
         await asyncio.to_thread(storage.write_text, url, json.dumps(record))
-        await self._state.add_feedback.remote(name, answered.version, correct)
+        if correct is not None:
+            await self._state.add_feedback.remote(name, answered.version, correct)
         return {"id": request_id, "model_version": answered.version, "correct": correct}
 
     @api.get("/flywheel/models")

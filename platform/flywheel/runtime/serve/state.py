@@ -157,7 +157,8 @@ class RouterState:
         for model in self._routes:
             for text in storage.read_texts(feedback_url(self._root, model), "*.json"):
                 record = json.loads(text)
-                self.add_feedback(model, str(record["version"]), bool(record.get("correct")))
+                if record.get("correct") is not None:
+                    self.add_feedback(model, str(record["version"]), bool(record["correct"]))
 
 
 def _load_routes(storage_root: str) -> dict[str, ModelRoute]:
