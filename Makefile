@@ -16,7 +16,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: setup
 	$(BIN)/flywheel up
+	@# A served model holds a CPU that the two training workers need on a 2-core machine.
+	@$(BIN)/flywheel undeploy digits-mlp >/dev/null 2>&1 || true
 	$(BIN)/flywheel submit experiments/digits/train.yaml --follow
+	$(BIN)/flywheel deploy digits-mlp
 	$(BIN)/python experiments/digits/show.py
 
 test: lint

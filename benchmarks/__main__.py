@@ -6,11 +6,13 @@ import sys
 
 from benchmarks import ddp_throughput
 from benchmarks.search_quality import cli as search_quality
+from benchmarks.serving import cli as serving
 
 
 def main() -> int:
     ddp_throughput.main([])
     search_quality.main([])
+    serving.main([])
     return 0
 
 

@@ -1,25 +1,25 @@
-"""After `make demo`: print the latest digits run, its registered model, and a few predictions
-from that model loaded back out of the MLflow Model Registry.
+"""After `make demo`: print the latest digits run and its registered model, then query the served
+model over HTTP through flywheel's gateway (Open Inference Protocol v2).
 
 Run: .venv/bin/python experiments/digits/show.py
 """
 
 from __future__ import annotations
 
-import mlflow.pytorch
-import torch
+import numpy as np
 from mlflow import MlflowClient
 from sklearn.datasets import load_digits
 
+from flywheel import Client
 from flywheel.settings import Settings
 from flywheel.specs import load_spec
 
 SPEC = "experiments/digits/train.yaml"
+ROWS = 8
 
 
 def main() -> None:
     settings = Settings()
-    mlflow.set_tracking_uri(settings.tracking_uri)
     spec = load_spec(SPEC)
     client = MlflowClient(settings.tracking_uri)
     experiment = client.get_experiment_by_name(spec.mlflow_experiment)
@@ -39,18 +39,32 @@ def main() -> None:
     versions = client.search_model_versions(
         f"name='{spec.registered_model}' and run_id='{run.info.run_id}'"
     )
-    version = versions[0].version
-    print(f"registered model: {spec.registered_model} version {version}")
-    model = mlflow.pytorch.load_model(f"models:/{spec.registered_model}/{version}")
+    print(f"registered model: {spec.registered_model} version {versions[0].version}")
     digits = load_digits()
-    images = torch.tensor(digits.data[:8] / 16.0, dtype=torch.float32)
-    predicted = model(images).argmax(dim=1).tolist()
-    print(f"predicted {predicted} for true labels {digits.target[:8].tolist()}")
+    images = (digits.data[:ROWS] / 16.0).astype(np.float32)
+    request = {
+        "id": "demo",
+        "inputs": [
+            {"name": "input-0", "shape": [ROWS, 64], "datatype": "FP32",
+             "data": images.reshape(-1).tolist()}
+        ],
+    }  # fmt: skip
+    answer = Client(settings).predict(spec.registered_model, request)
+    [output] = answer["outputs"]
+    predicted = np.asarray(output["data"]).reshape(output["shape"]).argmax(axis=1).tolist()
+    print(
+        f"POST {settings.serve_url}/v2/models/{spec.registered_model}/infer -> version "
+        f"{answer['model_version']} predicted {predicted} for true labels "
+        f"{digits.target[:ROWS].tolist()}"
+    )
     print(
         f"MLflow UI:     {settings.tracking_uri}/#/experiments/"
         f"{experiment.experiment_id}/runs/{run.info.run_id}"
     )
     print(f"Ray dashboard: {settings.jobs_url}  (token: {settings.ray_auth_token_path})")
+    print(
+        f"Model gateway: {settings.serve_url}/v2/models/{spec.registered_model}  (flywheel models)"
+    )
     print("Stop the platform with: .venv/bin/flywheel down")
 
 

@@ -6,14 +6,18 @@ facade without changing its methods.
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from flywheel.errors import JobError
+import httpx
+
+from flywheel.errors import JobError, ServeError, ServeInputError
 from flywheel.jobs import BUNDLE_EXCLUDES, JobBackend, JobInfo, RayJobsBackend
 from flywheel.plans import (
     META_BUNDLE,
@@ -24,10 +28,24 @@ from flywheel.plans import (
     spec_to_job_plan,
 )
 from flywheel.progress import ProgressEvent, parse_progress
+from flywheel.rollout import (
+    META_SERVE_ACTION,
+    RESULT_PREFIX,
+    ServeAction,
+    ServePlan,
+    serve_entrypoint,
+    serve_plan,
+)
 from flywheel.settings import Settings
 from flywheel.specs.experiment import ExperimentSpec
+from flywheel.specs.serving import RolloutMode
 from flywheel.specs.validate import validate_experiment
 from flywheel.storage import download_tree, upload_tree
+from flywheel.tracking import resolve_model_version
+
+#: How long a serving job (deploy, rollout start, promote, rollback) may take.
+SERVE_JOB_TIMEOUT_S = 600.0
+_GATEWAY_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -127,6 +145,111 @@ class Client:
                 return
             time.sleep(poll_s)
 
+    def deploy(
+        self, model: str, version: str | None = None, alias: str | None = None
+    ) -> dict[str, Any]:
+        """Serve ``version`` (or the one ``alias`` names, else the latest) as champion."""
+        self._check_version(model, version, alias)
+        return self._serve(serve_plan(self.settings, "deploy", model, version=version, alias=alias))
+
+    def rollout(
+        self, model: str, version: str, mode: RolloutMode, canary_percent: float | None = None,
+        wait: bool = True,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Start ``version`` as the challenger of ``model``'s champion in ``mode``.
+
+        A progressive rollout runs until it promotes or rolls back; with ``wait=False`` this
+        returns ``{"job_id": ...}`` at once (follow it with ``logs``).
+        """
+        self._check_version(model, version, None)
+        served = self._served(model)
+        if version == served[0]["version"]:
+            raise ServeInputError(f"version {version} of {model} is already the champion")
+        fields = {"version": version, "mode": mode, "canary_percent": canary_percent}
+        return self._serve(serve_plan(self.settings, "rollout", model, **fields), wait)
+
+    def promote(self, model: str) -> dict[str, Any]:
+        """Make ``model``'s challenger the champion (route and MLflow alias)."""
+        return self._serve_challenged("promote", model)
+
+    def rollback(self, model: str) -> dict[str, Any]:
+        """Remove ``model``'s challenger; the champion answers everything."""
+        return self._serve_challenged("rollback", model)
+
+    def undeploy(self, model: str) -> dict[str, Any]:
+        """Stop serving ``model``."""
+        self._served(model)
+        return self._serve(serve_plan(self.settings, "undeploy", model))
+
+    def models(self) -> list[dict[str, Any]]:
+        """Served versions: role, traffic split, replicas, request rate, online accuracy."""
+        listed: list[dict[str, Any]] = self._gateway("GET", "/flywheel/models")
+        return listed
+
+    def predict(
+        self, model: str, request: dict[str, Any] | bytes, version: str | None = None
+    ) -> dict[str, Any]:
+        """Send an OIP v2 inference request through the gateway; returns its response."""
+        path = f"/v2/models/{model}" + (f"/versions/{version}" if version else "") + "/infer"
+        body = request if isinstance(request, bytes) else json.dumps(request).encode()
+        answer: dict[str, Any] = self._gateway("POST", path, body)
+        return answer
+
+    def feedback(self, model: str, request_id: str, label: int | float | str) -> dict[str, Any]:
+        """Report the true label of an answered request."""
+        body = json.dumps({"id": request_id, "label": label}).encode()
+        answer: dict[str, Any] = self._gateway("POST", f"/v2/models/{model}/feedback", body)
+        return answer
+
+    def _serve(self, plan: ServePlan, wait: bool = True) -> dict[str, Any]:
+        """Run a serving action as a job; wait for its result unless ``wait`` is False."""
+        job_id = self._jobs().submit_command(
+            serve_entrypoint(plan), {META_SERVE_ACTION: plan.action}
+        )
+        if not wait:
+            return {"job_id": job_id}
+        deadline = time.monotonic() + SERVE_JOB_TIMEOUT_S
+        while not (job := self._jobs().get(job_id)).finished:
+            if time.monotonic() > deadline:
+                raise ServeError(f"serving job {job_id} still runs after {SERVE_JOB_TIMEOUT_S} s")
+            time.sleep(0.5)
+        return _serve_result(job, self._jobs().logs(job_id))
+
+    def _serve_challenged(self, action: ServeAction, model: str) -> dict[str, Any]:
+        if not any(v["role"] == "challenger" for v in self._served(model)):
+            raise ServeInputError(f"{model} has no challenger; start one with flywheel rollout")
+        return self._serve(serve_plan(self.settings, action, model))
+
+    def _served(self, model: str) -> list[dict[str, Any]]:
+        """The served versions of ``model``, champion first; ServeInputError if none."""
+        versions = [v for v in self.models() if v["model"] == model]
+        if not versions:
+            raise ServeInputError(f"{model} is not served; deploy it first with flywheel deploy")
+        return sorted(versions, key=lambda v: v["role"] != "champion")
+
+    def _check_version(self, model: str, version: str | None, alias: str | None) -> None:
+        if resolve_model_version(self.settings.tracking_uri, model, version, alias) is None:
+            which = f"version {version}" if version else f"alias {alias}" if alias else "version"
+            raise ServeInputError(f"model {model!r} has no {which} in the MLflow registry")
+
+    def _gateway(self, method: str, path: str, body: bytes | None = None) -> Any:
+        url = f"{self.settings.serve_url}{path}"
+        headers = {"content-type": "application/json"}
+        try:
+            with httpx.Client(timeout=_GATEWAY_TIMEOUT_S, trust_env=False) as http:
+                response = http.request(method, url, content=body, headers=headers)
+        except httpx.HTTPError as e:
+            raise ServeError(
+                f"no model gateway at {self.settings.serve_url} ({type(e).__name__}); "
+                "deploy a model with `flywheel deploy`"
+            ) from e
+        if response.status_code == httpx.codes.NOT_FOUND and path == "/flywheel/models":
+            return []  # Serve runs, the gateway does not yet
+        if response.is_error:
+            kind = ServeInputError if response.is_client_error else ServeError
+            raise kind(f"{method} {path}: HTTP {response.status_code}: {_error_text(response)}")
+        return response.json()
+
     def _submit_bundle(self, plan: JobPlan, bundle: Path) -> str:
         """Write the plan into the bundle, keep a copy under the storage root, submit it."""
         plan_file = bundle / PLAN_PATH
@@ -154,3 +277,25 @@ class Client:
             return self.settings.ray_auth_token.get_secret_value()
         path = self.settings.ray_auth_token_path
         return path.read_text().strip() if path.is_file() else None
+
+
+def _serve_result(job: JobInfo, logs: str) -> dict[str, Any]:
+    """The result line of a finished serving job, or its error as ServeError."""
+    for line in reversed(logs.splitlines()):
+        if line.startswith(RESULT_PREFIX) and job.state == "SUCCEEDED":
+            result: dict[str, Any] = json.loads(line[len(RESULT_PREFIX) :])
+            return result
+    reasons = [
+        line.removeprefix("flywheel: ")
+        for line in logs.splitlines()
+        if line.startswith("flywheel: ")
+    ]
+    reason = reasons[-1] if reasons else job.message or "no reason given"
+    raise ServeError(f"serving job {job.job_id} {job.state.lower()}: {reason}")
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("error", response.text))
+    except (ValueError, AttributeError):
+        return response.text

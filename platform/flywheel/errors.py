@@ -9,7 +9,9 @@ happened and what to do next. Anything else escaping flywheel is a bug.
     │   └── PortInUseError   a port flywheel needs is taken
     ├── JobError             a job cannot be submitted, found or stopped
     │   └── JobNotFoundError
-    └── CheckFailedError     a sanity check (baseline, overfit one batch) failed inside a job
+    ├── CheckFailedError     a sanity check (baseline, overfit one batch) failed inside a job
+    └── ServeError           a model cannot be deployed, rolled out, found or queried
+        └── ServeInputError  the request itself is wrong (unknown model or version, bad JSON)
 """
 
 from __future__ import annotations
@@ -74,3 +76,11 @@ class JobNotFoundError(JobError):
 
 class CheckFailedError(FlywheelError):
     """A pre-training sanity check failed; the message says what usually causes it."""
+
+
+class ServeError(FlywheelError):
+    """A model cannot be deployed, rolled out, found or queried."""
+
+
+class ServeInputError(ServeError):
+    """A serving request is wrong as given (unknown model or version, bad JSON); nothing changed."""

@@ -51,6 +51,8 @@ class JobBackend(Protocol):
 
     def submit(self, plan: JobPlan, bundle_dir: Path) -> str: ...
 
+    def submit_command(self, entrypoint: str, metadata: dict[str, str]) -> str: ...
+
     def list(self) -> list[JobInfo]: ...
 
     def get(self, job_id: str) -> JobInfo: ...
@@ -81,6 +83,17 @@ class RayJobsBackend:
                 submission_id=plan.job_id,
                 runtime_env=runtime_env,
                 metadata=plan.metadata,
+            )
+        except RuntimeError as e:
+            raise JobError(f"the Ray Jobs API refused the job: {e}") from e
+
+    def submit_command(self, entrypoint: str, metadata: dict[str, str]) -> str:
+        """Run a command of the installed flywheel (no working directory) as a job."""
+        try:
+            return self._jobs().submit_job(
+                entrypoint=entrypoint,
+                runtime_env={"env_vars": {"PYTHONUNBUFFERED": "1"}},
+                metadata=metadata,
             )
         except RuntimeError as e:
             raise JobError(f"the Ray Jobs API refused the job: {e}") from e

@@ -36,6 +36,7 @@ __all__ = [
     "EmbeddedPlatform",
     "PlatformStatus",
     "UpResult",
+    "free_ports",
     "ray_client_env",
     "read_ray_auth_token",
 ]
@@ -282,6 +283,16 @@ def read_ray_auth_token(settings: Settings) -> str | None:
     except FileNotFoundError:
         return None
     return token or None
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct ports free on ``host`` right now (the OS picks them): for tests and
+    benchmarks that run a platform of their own beside others."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind((host, 0))
+        return [sock.getsockname()[1] for sock in sockets]
 
 
 def ray_client_env(settings: Settings) -> dict[str, str]:

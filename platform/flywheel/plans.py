@@ -13,6 +13,7 @@ from pathlib import PurePosixPath
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from flywheel.rollout import ServeTarget, serve_target
 from flywheel.settings import Settings
 from flywheel.specs.experiment import ExperimentSpec
 
@@ -42,6 +43,9 @@ class JobPlan(BaseModel):
     env_vars: dict[str, str] = Field(description="Environment of the job driver and its workers.")
     resume: bool = Field(
         default=False, description="Continue the experiment's last search instead of a new one."
+    )
+    serve_target: ServeTarget | None = Field(
+        default=None, description="Where the spec's `serve` section deploys the model."
     )
 
 
@@ -98,4 +102,5 @@ def spec_to_job_plan(
             "MPLBACKEND": "Agg",  # plots are drawn headless
         },
         resume=resume,
+        serve_target=serve_target(settings),
     )

@@ -12,7 +12,18 @@ from typing import Literal
 
 MARKER = "FLYWHEEL_PROGRESS "
 
-Stage = Literal["setup", "baseline", "overfit", "search", "train", "register", "done", "failed"]
+Stage = Literal[
+    "setup",
+    "baseline",
+    "overfit",
+    "search",
+    "train",
+    "register",
+    "serve",
+    "rollout",
+    "done",
+    "failed",
+]
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,14 @@ class Settings(BaseSettings):
         description="Shared memory of the embedded Ray head's object store, in MiB.",
     )
     mlflow_port: int = Field(default=5000, description="MLflow tracking server port.")
+    serve_port: int = Field(
+        default=8000, description="Port of the model gateway (Ray Serve HTTP proxy, OIP v2)."
+    )
+    serve_max_request_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body the gateway accepts; larger ones get HTTP 413.",
+    )
     ray_address: str | None = Field(
         default=None,
         description="Jobs API URL of a Ray cluster to use instead of the embedded one.",
@@ -68,6 +76,11 @@ class Settings(BaseSettings):
     def tracking_uri(self) -> str:
         """URL of the MLflow tracking server."""
         return self.mlflow_tracking_uri or f"http://{self.host}:{self.mlflow_port}"
+
+    @property
+    def serve_url(self) -> str:
+        """URL of the model gateway."""
+        return f"http://{self.host}:{self.serve_port}"
 
     @property
     def storage_root(self) -> Path:

@@ -45,6 +45,29 @@ def download_tree(url: str, local_dir: Path) -> Path:
     return local_dir
 
 
+def write_text(url: str, text: str) -> str:
+    """Write ``text`` to the file at ``url`` (folders made as needed); returns ``url``."""
+    fs, path = _fs(url)
+    try:
+        fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        with fs.open(path, "w") as handle:
+            handle.write(text)
+    except OSError as e:
+        raise FlywheelError(f"cannot write {url}: {e}") from e
+    return url
+
+
+def read_texts(url: str, pattern: str = "*") -> list[str]:
+    """The contents of the files matching ``pattern`` in the folder ``url`` (none if absent)."""
+    fs, path = _fs(url)
+    try:
+        if not fs.exists(path):
+            return []
+        return [fs.cat_file(name).decode() for name in sorted(fs.glob(f"{path}/{pattern}"))]
+    except OSError as e:
+        raise FlywheelError(f"cannot read {url}: {e}") from e
+
+
 def _fs(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
     fs, path = url_to_fs(url)
     return fs, str(path)

@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import mlflow
+import mlflow.models
 import mlflow.pytorch
 import numpy as np
 from mlflow import MlflowClient
 from mlflow.data.numpy_dataset import from_numpy
 from mlflow.entities import Metric, Param
+from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
 RunStatus = Literal["FINISHED", "FAILED", "KILLED"]
@@ -192,3 +194,120 @@ def end_stale_runs(tracking_uri: str, parent: ExperimentRun, search_id: str) -> 
         if own or run.data.tags.get("mlflow.parentRunId") in earlier_ids:
             client.set_tag(run.info.run_id, TAG_FAILURE_REASON, "its job ended before it did")
             client.set_terminated(run.info.run_id, status="KILLED")
+
+
+TAG_ROLLOUT_DECISION = "flywheel.rollout.decision"
+TAG_ROLLOUT_REASON = "flywheel.rollout.reason"
+TAG_SERVE_SPEC = "flywheel.serve_spec"
+#: MLflow experiment of every rollout's run, one run per rollout action.
+ROLLOUT_EXPERIMENT = "flywheel/rollouts"
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One input or output tensor of a model signature: name, numpy dtype, shape (-1: any)."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ServingModel:
+    """A registered model version loaded for serving, with its signature."""
+
+    module: Any
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+
+
+def load_serving_model(tracking_uri: str, model_uri: str) -> ServingModel:
+    """Load a PyTorch model from the registry with the tensors of its signature."""
+    mlflow.set_tracking_uri(tracking_uri)
+    module = mlflow.pytorch.load_model(model_uri, map_location="cpu")
+    signature = mlflow.models.get_model_info(model_uri).signature
+    inputs = _tensors(signature.inputs if signature else None, "input")
+    outputs = _tensors(signature.outputs if signature else None, "output")
+    return ServingModel(module, inputs, outputs)
+
+
+def resolve_model_version(
+    tracking_uri: str, name: str, version: str | None = None, alias: str | None = None
+) -> str | None:
+    """The version called ``version`` or ``alias`` (or the latest) of ``name``; None if absent."""
+    client = MlflowClient(tracking_uri)
+    try:
+        if version is not None:
+            return str(client.get_model_version(name, version).version)
+        if alias is not None:
+            return str(client.get_model_version_by_alias(name, alias).version)
+        versions = client.search_model_versions(f"name='{name}'")
+    except MlflowException:
+        return None
+    return str(max(int(v.version) for v in versions)) if versions else None
+
+
+def set_alias(tracking_uri: str, name: str, alias: str, version: str) -> None:
+    """Point ``alias`` of model ``name`` at ``version``."""
+    MlflowClient(tracking_uri).set_registered_model_alias(name, alias, version)
+
+
+def delete_alias(tracking_uri: str, name: str, alias: str) -> None:
+    """Remove ``alias`` from model ``name``; nothing happens if it is not set."""
+    try:
+        MlflowClient(tracking_uri).delete_registered_model_alias(name, alias)
+    except MlflowException:
+        return
+
+
+def model_version_tag(tracking_uri: str, name: str, version: str, key: str) -> str | None:
+    """The tag ``key`` of a model version, or None."""
+    tags = MlflowClient(tracking_uri).get_model_version(name, version).tags or {}
+    value = tags.get(key)
+    return str(value) if value is not None else None
+
+
+def set_model_version_tag(
+    tracking_uri: str, version: RegisteredVersion, key: str, value: str
+) -> None:
+    """Set the tag ``key`` of a model version."""
+    MlflowClient(tracking_uri).set_model_version_tag(version.name, version.version, key, value)
+
+
+class RolloutRun:
+    """The MLflow run that records one rollout action: its plan, each step, the decision."""
+
+    def __init__(self, tracking_uri: str, run_name: str, params: dict[str, Any]) -> None:
+        self._client = MlflowClient(tracking_uri)
+        experiment = self._client.get_experiment_by_name(ROLLOUT_EXPERIMENT)
+        experiment_id = (
+            experiment.experiment_id
+            if experiment is not None
+            else self._client.create_experiment(ROLLOUT_EXPERIMENT)
+        )
+        self.run_id: str = self._client.create_run(experiment_id, run_name=run_name).info.run_id
+        items = [Param(k, str(v)[:_MAX_TAG_CHARS]) for k, v in sorted(params.items())]
+        for start in range(0, len(items), _PARAMS_PER_BATCH):
+            self._client.log_batch(self.run_id, params=items[start : start + _PARAMS_PER_BATCH])
+
+    def log_step(self, step: int, metrics: dict[str, float]) -> None:
+        """Record what was observed during one step."""
+        now_ms = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now_ms, step) for k, v in sorted(metrics.items())]
+        self._client.log_batch(self.run_id, metrics=batch)
+
+    def finish(self, decision: str, reason: str, status: RunStatus = "FINISHED") -> None:
+        """Record the decision and end the run."""
+        self._client.set_tag(self.run_id, TAG_ROLLOUT_DECISION, decision)
+        self._client.set_tag(self.run_id, TAG_ROLLOUT_REASON, reason[-_MAX_TAG_CHARS:])
+        self._client.set_terminated(self.run_id, status=status)
+
+
+def _tensors(schema: Any, prefix: str) -> tuple[TensorInfo, ...]:
+    """Tensor specs of a signature schema; unnamed tensors are called ``<prefix>-<index>``."""
+    if schema is None or not schema.is_tensor_spec():
+        return ()
+    return tuple(
+        TensorInfo(spec.name or f"{prefix}-{i}", str(spec.type), tuple(spec.shape))
+        for i, spec in enumerate(schema.inputs)
+    )

@@ -10,36 +10,26 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 from ray._private import ray_constants
 from ray._raylet import AuthenticationTokenLoader, Config
 
-from flywheel.local import EmbeddedPlatform, PlatformStatus, ray_client_env
+from flywheel.local import EmbeddedPlatform, PlatformStatus, free_ports, ray_client_env
 from flywheel.settings import Settings
 
-#: Settings fields that hold a port the embedded platform binds.
+#: Settings fields that hold a port the embedded platform (or its model gateway) binds.
 PORT_FIELDS = (
     "ray_dashboard_port",
     "ray_gcs_port",
     "ray_client_port",
     "ray_agent_port",
     "mlflow_port",
+    "serve_port",
 )
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct ports that are free on 127.0.0.1 right now (the OS picks them)."""
-    with ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
 
 
 def isolated_settings(home: Path, **overrides: object) -> Settings:

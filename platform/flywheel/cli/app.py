@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -10,7 +11,7 @@ import typer
 
 from flywheel.cli import render
 from flywheel.client import Client
-from flywheel.errors import FlywheelError, SpecError
+from flywheel.errors import FlywheelError, ServeInputError, SpecError
 from flywheel.local import EmbeddedPlatform
 from flywheel.settings import Settings
 from flywheel.specs.reference import experiment_schema, schema_to_markdown
@@ -27,6 +28,8 @@ app = typer.Typer(
 
 SpecPath = Annotated[Path, typer.Argument(help="Experiment spec (YAML).", show_default=False)]
 JobId = Annotated[str, typer.Argument(help="Job id, as `flywheel submit` printed it.")]
+ModelName = Annotated[str, typer.Argument(help="Registered model name.", show_default=False)]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
 @app.command()
@@ -138,6 +141,115 @@ def stop(job_id: JobId) -> None:
     render.stopped(job_id, Client().stop(job_id))
 
 
+@app.command()
+def deploy(
+    model: ModelName,
+    version: Annotated[str | None, typer.Option(help="Model version to serve.")] = None,
+    alias: Annotated[str | None, typer.Option(help="Serve the version this alias names.")] = None,
+) -> None:
+    """Serve a registered model version as champion behind the OIP v2 gateway."""
+    if version is not None and alias is not None:
+        raise ServeInputError("give --version or --alias, not both")
+    with render.spinner(f"deploying {model}"):
+        result = Client().deploy(model, version, alias)
+    render.serve_result("deployed", result)
+
+
+@app.command()
+def rollout(
+    model: ModelName,
+    version: Annotated[str, typer.Option(help="Version to roll out.", show_default=False)],
+    canary: Annotated[
+        float | None, typer.Option(help="Canary: share of requests (%) the version answers.")
+    ] = None,
+    shadow: Annotated[bool, typer.Option(help="Shadow: copies of requests, answers kept.")] = False,
+    progressive: Annotated[
+        bool, typer.Option(help="Progressive: steps and SLOs of the version's serve spec.")
+    ] = False,
+    wait: Annotated[bool, typer.Option(help="Wait for a progressive rollout to end.")] = False,
+) -> None:
+    """Start a version as challenger: --canary PCT, --shadow or --progressive."""
+    modes = [m for m, on in (("canary", canary is not None), ("shadow", shadow),
+                             ("progressive", progressive)) if on]  # fmt: skip
+    if len(modes) != 1:
+        raise ServeInputError("give exactly one of --canary PCT, --shadow, --progressive")
+    if canary is not None and not 0.0 < canary < 100.0:
+        raise ServeInputError(f"--canary is a share of traffic in (0, 100), not {canary:g}")
+    mode = modes[0]
+    with render.spinner(f"starting the {mode} rollout of {model} version {version}"):
+        result = Client().rollout(model, version, mode, canary, wait=wait or mode != "progressive")  # type: ignore[arg-type]
+    render.serve_result(f"{mode} rollout", result)
+
+
+@app.command()
+def promote(model: ModelName) -> None:
+    """Make the challenger the champion (moves the MLflow alias)."""
+    with render.spinner(f"promoting the challenger of {model}"):
+        result = Client().promote(model)
+    render.serve_result("promoted", result)
+
+
+@app.command()
+def rollback(model: ModelName) -> None:
+    """Remove the challenger; the champion answers everything."""
+    with render.spinner(f"rolling back the challenger of {model}"):
+        result = Client().rollback(model)
+    render.serve_result("rolled back", result)
+
+
+@app.command()
+def undeploy(model: ModelName) -> None:
+    """Stop serving a model."""
+    with render.spinner(f"undeploying {model}"):
+        result = Client().undeploy(model)
+    render.serve_result("undeployed", result)
+
+
+@app.command()
+def predict(
+    model: ModelName,
+    request: Annotated[
+        str, typer.Option("--json", help="OIP v2 inference request (JSON file; - for stdin).")
+    ],
+    version: Annotated[str | None, typer.Option(help="Ask this version, not the router.")] = None,
+) -> None:
+    """Send an inference request through the gateway and print the response."""
+    text = sys.stdin.read() if request == "-" else _read_request(Path(request))
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ServeInputError(f"{request}: not valid JSON: {e}") from e
+    render.json_out(Client().predict(model, body, version))
+
+
+@app.command()
+def feedback(
+    model: ModelName,
+    request_id: Annotated[str, typer.Argument(help="The `id` of the answered request.")],
+    label: Annotated[str, typer.Argument(help="The true label.")],
+) -> None:
+    """Report the true label of an answered request (online accuracy per version)."""
+    value: int | float | str = int(label) if label.lstrip("-").isdigit() else label
+    render.json_out(Client().feedback(model, request_id, value))
+
+
+@app.command()
+def models(as_json: JsonFlag = False) -> None:
+    """Served models: versions, traffic split, replicas, request rate, online accuracy."""
+    listed = Client().models()
+    if as_json:
+        render.json_out(listed)
+    else:
+        render.models_table(listed)
+
+
+def _read_request(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError as e:
+        raise ServeInputError(f"cannot read {path}: {e.strerror}") from e
+
+
 def _follow(client: Client, job_id: str) -> int:
     """Show progress; 0 when the job succeeds, 1 otherwise."""
     with render.FollowView(job_id) as view:
@@ -149,12 +261,16 @@ def _follow(client: Client, job_id: str) -> int:
 def main() -> None:
     """Entry point: user errors become one red line and an exit code, never a traceback.
 
-    Usage errors are typer's own (exit 2); a spec error exits 2, any other FlywheelError 1.
+    Usage errors are typer's own (exit 2); a spec error or a wrong serving request (unknown
+    model or version, bad JSON) exits 2, any other FlywheelError 1.
     """
     try:
         app()
     except SpecError as e:
         render.spec_error(e)
+        sys.exit(EXIT_SPEC_ERROR)
+    except ServeInputError as e:
+        render.error(str(e))
         sys.exit(EXIT_SPEC_ERROR)
     except FlywheelError as e:
         render.error(str(e))

@@ -10,6 +10,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -200,6 +201,45 @@ class FollowView:
     def _set(self, **fields: Any) -> None:
         if self._task is not None:
             self._progress.update(self._task, **fields)
+
+
+def serve_result(what: str, result: dict[str, Any]) -> None:
+    """What a serving action left: champion, challenger and its share."""
+    if "job_id" in result:
+        job = result["job_id"]
+        out.print(f"{what} runs as job [bold]{job}[/]; follow it: flywheel logs {job} --follow")
+        return
+    line = f"[green]{what}[/] {result['model']}"
+    if result.get("champion"):
+        line += f": champion v{result['champion']}"
+    if result.get("challenger"):
+        share = f"{result['challenger_percent']:g}%" if result["mode"] != "shadow" else "shadow"
+        line += f", challenger v{result['challenger']} ({result['mode']}, {share})"
+    if result.get("decision"):
+        line += f"; decision {result['decision']}: {escape(str(result['reason']))}"
+    out.print(line)
+
+
+def models_table(versions: list[dict[str, Any]]) -> None:
+    """One row per served version; a challenger's role is its rollout mode."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    columns = ("model", "version", "role", "traffic", "replicas", "req/s", "answered", "errors",
+               "shadow agrees", "accuracy (labels)")  # fmt: skip
+    for column in columns:
+        table.add_column(column, no_wrap=column in ("model", "role"))
+    for v in versions:
+        role = v.get("mode") or v["role"]
+        table.add_row(
+            v["model"], str(v["version"]), role, f"{v['traffic_percent']:g}%", str(v["replicas"]),
+            f"{v['request_rate_per_s']:.2f}", str(v["requests"]), str(v["errors"]),
+            _ratio(v.get("shadow_agreement")),
+            f"{_ratio(v.get('online_accuracy'))} ({v['feedback']})",
+        )  # fmt: skip
+    out.print(table if versions else "no models served")
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def _metrics(metrics: dict[str, float]) -> str:

@@ -22,20 +22,24 @@ from flywheel.errors import FlywheelError
 from flywheel.narrowing import apply_overrides
 from flywheel.plans import PLAN_PATH, JobPlan
 from flywheel.progress import ProgressEvent, emit
+from flywheel.rollout import ServePlan
 from flywheel.runtime import checks
 from flywheel.runtime import data as data_mod
 from flywheel.runtime.search import run_search
+from flywheel.runtime.serve.admin import serve_new_version
 from flywheel.runtime.task import LoadedTask, load_task
 from flywheel.runtime.train import fit, load_checkpoint_state
 from flywheel.specs.base import Scalar
 from flywheel.specs.search import Fidelity
 from flywheel.tracking import (
     TAG_JOB_ID,
+    TAG_SERVE_SPEC,
     TAG_SPEC_SHA256,
     TAG_TEAM,
     ExperimentRun,
     RegisteredVersion,
     set_model_alias,
+    set_model_version_tag,
 )
 
 _INPUT_EXAMPLE_ROWS = 5
@@ -107,6 +111,25 @@ def run_experiment(plan: JobPlan, run: ExperimentRun, experiment_dir: Path) -> N
     if version is not None and spec.search is not None:
         set_model_alias(plan.tracking_uri, version, CANDIDATE_ALIAS)
         emit(ProgressEvent("register", f"alias {CANDIDATE_ALIAS!r} -> version {version.version}"))
+    if version is not None and spec.serve is not None and spec.serve.enabled:
+        _serve(plan, version)
+
+
+def _serve(plan: JobPlan, version: RegisteredVersion) -> None:
+    """Serve the new version: champion of a model not served yet, else challenger per the spec."""
+    serve_spec = plan.spec.serve
+    assert serve_spec is not None
+    if plan.serve_target is None:
+        raise FlywheelError("this job's plan has no serving target; submit the experiment again")
+    set_model_version_tag(plan.tracking_uri, version, TAG_SERVE_SPEC, serve_spec.model_dump_json())
+    emit(ProgressEvent("serve", f"serving {version.name} version {version.version}"))
+    serve_plan = ServePlan(
+        action="rollout", model=version.name, version=version.version, spec=serve_spec,
+        target=plan.serve_target,
+    )  # fmt: skip
+    result = serve_new_version(serve_plan)
+    role = "champion" if result.get("champion") == version.version else "challenger"
+    emit(ProgressEvent("serve", f"version {version.version} serves as {role}: {result}"))
 
 
 def _search(plan: JobPlan, run: ExperimentRun) -> JobPlan:

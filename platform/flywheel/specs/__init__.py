@@ -27,9 +27,19 @@ from flywheel.specs.search import (
     Stage,
     UniformParam,
 )
+from flywheel.specs.serving import (
+    AutoscalingSpec,
+    BatchingSpec,
+    RolloutSpec,
+    ServeResourcesSpec,
+    ServeSpec,
+    SloSpec,
+)
 
 __all__ = [
     "AshaScheduler",
+    "AutoscalingSpec",
+    "BatchingSpec",
     "ChecksSpec",
     "ChoiceParam",
     "DataSpec",
@@ -42,9 +52,13 @@ __all__ = [
     "OptimizerSpec",
     "OverfitSpec",
     "Param",
+    "RolloutSpec",
     "ScalingSpec",
     "Scheduler",
     "SearchSpec",
+    "ServeResourcesSpec",
+    "ServeSpec",
+    "SloSpec",
     "Stage",
     "StorageSpec",
     "TaskSpec",

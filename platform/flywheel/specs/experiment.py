@@ -18,6 +18,7 @@ from flywheel.specs.base import (
     StrictModel,
 )
 from flywheel.specs.search import ChoiceParam, SearchSpec
+from flywheel.specs.serving import ServeSpec
 
 #: A name the MLflow Model Registry accepts and that is safe in URLs and file names.
 REGISTRY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -211,6 +212,18 @@ class ExperimentSpec(StrictModel):
     )
     tracking: TrackingSpec = Field(default_factory=TrackingSpec, description="MLflow tracking.")
     storage: StorageSpec = Field(default_factory=StorageSpec, description="Storage root.")
+    serve: ServeSpec | None = Field(
+        default=None,
+        description="Serve the registered model when the experiment ends; null: do not serve.",
+    )
+
+    @model_validator(mode="after")
+    def _served_model_is_registered(self) -> ExperimentSpec:
+        """Only a registered model can be served: the gateway loads it from the registry."""
+        if self.serve is not None and self.serve.enabled and not self.tracking.register_model:
+            message = "serve needs the registered model; set register_model: true or drop serve"
+            raise NestedValueError(("tracking", "register_model"), message)
+        return self
 
     @model_validator(mode="after")
     def _searched_batch_splits_evenly(self) -> ExperimentSpec:

@@ -86,3 +86,27 @@ def test_bad_arguments_exit_2(tmp_path: Path) -> None:
     result = _run(tmp_path, "submit")
     assert result.returncode == 2
     assert "Missing argument" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("rollout", "m", "--version", "2"),
+        ("rollout", "m", "--version", "2", "--canary", "10", "--shadow"),
+        ("rollout", "m", "--version", "2", "--canary", "0"),
+        ("deploy", "m", "--version", "1", "--alias", "champion"),
+        ("predict", "m", "--json", "/no/such/request.json"),
+    ],
+    ids=["no mode", "two modes", "canary out of range", "version and alias", "missing file"],
+)
+def test_bad_serving_input_is_one_line_and_exit_2(tmp_path: Path, args: tuple[str, ...]) -> None:
+    result = _run(tmp_path, *args)
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "error:" in result.stderr
+
+
+def test_predict_rejects_a_request_that_is_not_json(tmp_path: Path) -> None:
+    request = tmp_path / "request.json"
+    request.write_text("{not json")
+    result = _run(tmp_path, "predict", "m", "--json", str(request))
+    assert result.returncode == 2 and "not valid JSON" in result.stderr

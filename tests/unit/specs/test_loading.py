@@ -26,7 +26,7 @@ task:
 """
 
 TOP_LEVEL_FIELDS = (
-    "checks, data, description, hparams, name, search, storage, task, team, tracking, train"
+    "checks, data, description, hparams, name, search, serve, storage, task, team, tracking, train"
 )
 TRAIN_FIELDS = (
     "batch_size, checkpoint_every_epochs, epochs, grad_clip_norm, max_failures, optimizer, "

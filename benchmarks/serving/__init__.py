@@ -1,0 +1,1 @@
+"""Online inference benchmark: flywheel's gateway vs FastAPI + uvicorn vs `mlflow models serve`."""

@@ -1,0 +1,227 @@
+"""Rollouts, purely: which version answers a request, and whether a progressive step goes on.
+
+Spec (``serve`` section) -> :class:`ServePlan` (what the serving job does) -> :class:`ModelRoute`
+(what the gateway routes by). The decisions are pure functions of what was observed, so that they
+are tested without a cluster; :mod:`flywheel.runtime.serve` applies them.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from flywheel.settings import Settings
+from flywheel.specs.serving import RolloutMode, ServeSpec, SloSpec
+
+ServeAction = Literal["deploy", "rollout", "promote", "rollback", "undeploy"]
+StepAction = Literal["advance", "hold", "promote", "rollback"]
+
+#: MLflow aliases of the version that answers by default, and of the one on trial.
+CHAMPION_ALIAS = "champion"
+CHALLENGER_ALIAS = "challenger"
+
+#: The line a serving job prints last: this prefix, then its result as JSON.
+RESULT_PREFIX = "FLYWHEEL_SERVE_RESULT "
+
+#: Ray job metadata key of serving jobs (they are not experiments: `flywheel jobs` skips them).
+META_SERVE_ACTION = "flywheel.serve_action"
+
+
+class ModelRoute(BaseModel):
+    """How the gateway routes one model's requests: champion, optional challenger, their split."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(description="Registered model name.")
+    champion: str = Field(description="Version that answers by default.")
+    challenger: str | None = Field(default=None, description="Version on trial, if any.")
+    mode: RolloutMode | None = Field(default=None, description="How the challenger takes part.")
+    challenger_percent: float = Field(
+        default=0.0, ge=0.0, le=100.0, description="Share of requests the challenger answers."
+    )
+    apps: dict[str, str] = Field(description="Serve application of each deployed version.")
+
+    @property
+    def versions(self) -> tuple[str, ...]:
+        """Versions serving now: the champion first."""
+        return (self.champion,) if self.challenger is None else (self.champion, self.challenger)
+
+    def traffic_percent(self, version: str) -> float:
+        """Share of requests (%) ``version`` answers; a shadow answers none."""
+        if self.challenger is None or self.mode == "shadow":
+            return 100.0 if version == self.champion else 0.0
+        if version == self.challenger:
+            return self.challenger_percent
+        return 100.0 - self.challenger_percent if version == self.champion else 0.0
+
+
+@dataclass(frozen=True)
+class RouteChoice:
+    """The version whose answer is returned, and the version that gets a shadow copy."""
+
+    version: str
+    shadow: str | None = None
+
+
+def choose_version(route: ModelRoute, draw: float) -> RouteChoice:
+    """Pick the answering version for a request; ``draw`` is uniform in [0, 1).
+
+    The challenger answers when ``draw`` falls below its share; in shadow mode it never answers
+    but gets a copy of every request.
+    """
+    if route.challenger is None or route.mode is None:
+        return RouteChoice(route.champion)
+    if route.mode == "shadow":
+        return RouteChoice(route.champion, shadow=route.challenger)
+    if draw * 100.0 < route.challenger_percent:
+        return RouteChoice(route.challenger)
+    return RouteChoice(route.champion)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the gateway saw of the challenger during one progressive step."""
+
+    requests: int
+    errors: int
+    latencies_ms: tuple[float, ...] = ()
+    feedback: int = 0
+    correct: int = 0
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+    @property
+    def p95_latency_ms(self) -> float | None:
+        return percentile(self.latencies_ms, 95.0)
+
+    @property
+    def online_accuracy(self) -> float | None:
+        return self.correct / self.feedback if self.feedback else None
+
+
+@dataclass(frozen=True)
+class StepDecision:
+    """What to do after a progressive step, and why (recorded in the rollout's MLflow run)."""
+
+    action: StepAction
+    reason: str
+
+
+def progressive_decision(
+    observed: Observation, slo: SloSpec, step: int, steps: Sequence[float], waited_s: float,
+    step_duration_s: float, max_wait_s: float,
+) -> StepDecision:  # fmt: skip
+    """Judge step ``step`` (an index into ``steps``) of a progressive rollout.
+
+    Roll back as soon as an objective is broken (errors count even before there are enough
+    requests to judge the rest); hold until the step has run its duration and seen
+    ``slo.min_requests`` requests; then advance, or promote after the last step. A step that
+    never sees enough traffic is rolled back at ``max_wait_s``: an unjudged version is not promoted.
+    """
+    allowed_errors = slo.max_error_rate * max(observed.requests, slo.min_requests)
+    if observed.errors > allowed_errors:
+        return StepDecision(
+            "rollback", f"error rate {observed.error_rate:.3f} > {slo.max_error_rate}"
+        )
+    enough = observed.requests >= slo.min_requests
+    if enough and (broken := _broken_objective(observed, slo)):
+        return StepDecision("rollback", broken)
+    if not enough or waited_s < step_duration_s:
+        if waited_s >= max_wait_s:
+            why = f"{observed.requests} requests in {waited_s:.0f} s, {slo.min_requests} needed"
+            return StepDecision("rollback", why)
+        return StepDecision("hold", f"{observed.requests} requests after {waited_s:.0f} s")
+    summary = _summary(observed)
+    if step >= len(steps) - 1:
+        return StepDecision("promote", f"met the objectives at {steps[-1]:g}%: {summary}")
+    return StepDecision("advance", f"met the objectives at {steps[step]:g}%: {summary}")
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The ``q``-th percentile (nearest rank) of ``values``; None when there are none."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100.0 * len(ordered)))
+    return ordered[rank - 1]
+
+
+class ServeTarget(BaseModel):
+    """Where serving happens: the gateway's address and limits, the registry, the storage root."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tracking_uri: str = Field(description="MLflow tracking URI (the model registry).")
+    storage_root: str = Field(description="Storage root: feedback and routes live under it.")
+    host: str = Field(description="Address the gateway binds to.")
+    port: int = Field(description="Port of the gateway.")
+    max_request_bytes: int = Field(description="Largest request body the gateway accepts.")
+
+
+class ServePlan(BaseModel):
+    """What one serving job does: deploy, start a rollout, promote, roll back or undeploy."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    action: ServeAction = Field(description="What to do.")
+    model: str = Field(description="Registered model name.")
+    version: str | None = Field(default=None, description="Model version, where one is needed.")
+    alias: str | None = Field(default=None, description="Alias naming the version, instead.")
+    mode: RolloutMode | None = Field(default=None, description="Rollout mode of `rollout`.")
+    canary_percent: float | None = Field(default=None, description="Canary share, overriding spec.")
+    spec: ServeSpec | None = Field(
+        default=None,
+        description="Serving settings; null: those stored on the version, or defaults.",
+    )
+    target: ServeTarget = Field(description="Where serving happens.")
+
+
+def serve_target(settings: Settings) -> ServeTarget:
+    """The platform's serving addresses, from ``settings``."""
+    return ServeTarget(
+        tracking_uri=settings.tracking_uri,
+        storage_root=str(settings.storage_root),
+        host=settings.host,
+        port=settings.serve_port,
+        max_request_bytes=settings.serve_max_request_bytes,
+    )
+
+
+def serve_plan(settings: Settings, action: ServeAction, model: str, **fields: object) -> ServePlan:
+    """The plan of a serving action on the platform ``settings`` describe."""
+    return ServePlan.model_validate(
+        {"action": action, "model": model, "target": serve_target(settings), **fields}
+    )
+
+
+def serve_entrypoint(plan: ServePlan) -> str:
+    """The command a serving job runs: the plan travels as a JSON argument."""
+    return f"python -m flywheel.runtime.serve {shlex.quote(plan.model_dump_json())}"
+
+
+def _broken_objective(observed: Observation, slo: SloSpec) -> str | None:
+    p95 = observed.p95_latency_ms
+    if p95 is not None and p95 > slo.max_p95_latency_ms:
+        return f"p95 latency {p95:.1f} ms > {slo.max_p95_latency_ms:g} ms"
+    accuracy = observed.online_accuracy
+    gated = slo.min_online_accuracy is not None and observed.feedback >= slo.min_feedback
+    if gated and accuracy is not None and accuracy < (slo.min_online_accuracy or 0.0):
+        return f"online accuracy {accuracy:.3f} < {slo.min_online_accuracy:g}"
+    return None
+
+
+def _summary(observed: Observation) -> str:
+    p95 = observed.p95_latency_ms
+    parts = [f"{observed.requests} requests", f"error rate {observed.error_rate:.3f}"]
+    if p95 is not None:
+        parts.append(f"p95 {p95:.1f} ms")
+    if observed.online_accuracy is not None:
+        parts.append(f"accuracy {observed.online_accuracy:.3f}")
+    return ", ".join(parts)
