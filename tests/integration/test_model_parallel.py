@@ -110,13 +110,28 @@ def one_process(
     return train(charlm_spec("ddp", 1, tmp_path_factory.mktemp("one")), platform_settings)[0]
 
 
+@pytest.fixture(scope="module")
+def two_workers(
+    ray_driver: None, platform_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Trained]:
+    """Runs on 2 workers by strategy, trained on first use and shared by the tests."""
+
+    class Runs(dict[str, Trained]):
+        def __missing__(self, strategy: str) -> Trained:
+            storage = tmp_path_factory.mktemp("two")
+            spec = charlm_spec(strategy, 2, storage, STRATEGIES[strategy])
+            self[strategy] = train(spec, platform_settings)[0]
+            return self[strategy]
+
+    return Runs()
+
+
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_two_workers_match_one_process(
-    strategy: str, one_process: Trained, platform_settings: Settings, tmp_path: Path
+    strategy: str, one_process: Trained, two_workers: dict[str, Trained]
 ) -> None:
-    spec = charlm_spec(strategy, 2, tmp_path, STRATEGIES[strategy])
-    two, _ = train(spec, platform_settings)
+    two = two_workers[strategy]
     assert len(two.train_loss) == 2
     torch.testing.assert_close(two.train_loss, one_process.train_loss, rtol=1e-5, atol=0)
     torch.testing.assert_close(two.val_loss, one_process.val_loss, rtol=1e-5, atol=0)
@@ -129,12 +144,12 @@ def test_two_workers_match_one_process(
 
 @pytest.mark.timeout(300)
 def test_sharded_checkpoint_round_trip(
-    ray_driver: None, platform_settings: Settings, tmp_path: Path
+    two_workers: dict[str, Trained], platform_settings: Settings, tmp_path: Path
 ) -> None:
     """Stopping after epoch 1 and resuming from its sharded checkpoint (model and optimizer
     state loaded into a fresh sharded model) ends where an uninterrupted run ends."""
     mesh = STRATEGIES["fsdp+tp"]
-    straight, _ = train(charlm_spec("fsdp+tp", 2, tmp_path / "a", mesh), platform_settings)
+    straight = two_workers["fsdp+tp"]
     _, first = train(charlm_spec("fsdp+tp", 2, tmp_path / "b", mesh, epochs=1), platform_settings)
     directory = Path(first.checkpoint.path)
     assert {".metadata", "__0_0.distcp", "__1_0.distcp", "flywheel.json"} <= {

@@ -45,8 +45,10 @@ def fit(
 ) -> ray.train.Result:
     """Train the plan's model on the Ray cluster; return Ray Train's result.
 
-    ``resume_from``: a checkpoint of an earlier run of the same model to continue from. A sharded
-    checkpoint loads under any sharded strategy and mesh (DCP reshards); a ddp one under ddp.
+    ``resume_from``: a checkpoint of an earlier run of the same model to continue from (passed to
+    the workers by path, as Ray Train V2 advises instead of ``resume_from_checkpoint``); the
+    run's own checkpoints take precedence once it has some. A sharded checkpoint loads under any
+    sharded strategy and mesh (DCP reshards); a ddp one under ddp.
     """
     spec = plan.spec
     trainer = TorchTrainer(
@@ -55,6 +57,7 @@ def fit(
             "plan": plan.model_dump(mode="json"),
             "run_id": run_id,
             "task_dir": str(task_dir) if task_dir else None,
+            "resume_from": resume_from.path if resume_from else None,
         },
         scaling_config=scaling_to_ray(spec.train.scaling),
         run_config=ray.train.RunConfig(
@@ -64,7 +67,6 @@ def fit(
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             callbacks=callbacks,
         ),
-        resume_from_checkpoint=resume_from,
     )
     return trainer.fit()
 
@@ -128,7 +130,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         task,
         placement,
         wrap=wrap,
-        restore=lambda model, optimizer: _restore(model, optimizer, worker),
+        restore=lambda model, optimizer: _restore(model, optimizer, worker, config["resume_from"]),
         on_epoch=lambda epoch, metrics, model, optimizer: _report(
             epoch, metrics, model, optimizer, worker
         ),
@@ -154,9 +156,14 @@ def _placement_and_wrap(
     return placement, lambda model: parallelize(model.to(worker.device), train, task.module, mesh)
 
 
-def _restore(model: nn.Module, optimizer: torch.optim.Optimizer, worker: _Worker) -> int:
-    """Load the last checkpoint into ``model`` and ``optimizer``; return the next epoch."""
+def _restore(
+    model: nn.Module, optimizer: torch.optim.Optimizer, worker: _Worker, resume_from: str | None
+) -> int:
+    """Load the last checkpoint (or ``resume_from``) into ``model`` and ``optimizer``; return the
+    next epoch."""
     checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None and resume_from is not None:
+        checkpoint = Checkpoint(resume_from)
     if checkpoint is None:
         return 1
     with checkpoint.as_directory() as name:
