@@ -20,10 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import mlflow.pytorch
 import pytest
 import ray
 import torch
 from mlflow import MlflowClient
+from torch.distributed.tensor import DTensor
 
 from flywheel.client import Client
 from flywheel.local import PlatformStatus
@@ -89,8 +91,11 @@ def charlm_spec(
     )
 
 
-def train(spec: ExperimentSpec, settings: Settings, **fit_args: Any) -> tuple[Trained, Any]:
-    plan = spec_to_job_plan(spec, "train.yaml", b"", settings, f"{spec.name}-{os.getpid()}")
+def train(
+    spec: ExperimentSpec, settings: Settings, run: str = "run", **fit_args: Any
+) -> tuple[Trained, Any]:
+    """Train with ``fit``; ``run`` names the Ray Train run (a name seen before resumes it)."""
+    plan = spec_to_job_plan(spec, "train.yaml", b"", settings, f"{spec.name}-{run}")
     result = fit(plan, run_id=None, task_dir=CHARLM, **fit_args)
     assert result.checkpoint is not None
     history = result.metrics_dataframe
@@ -156,7 +161,7 @@ def test_sharded_checkpoint_round_trip(
         p.name for p in directory.iterdir()
     }, "the checkpoint lacks a rank's shard"
     resumed, _ = train(
-        charlm_spec("fsdp+tp", 2, tmp_path / "b", mesh), platform_settings,
+        charlm_spec("fsdp+tp", 2, tmp_path / "b", mesh), platform_settings, run="resumed",
         resume_from=first.checkpoint,
     )  # fmt: skip
     assert len(resumed.train_loss) == 1, "the resumed run trained epoch 1 again"
@@ -179,10 +184,10 @@ train:
   scaling: {num_workers: 2}
 hparams: {seq_len: 16, corpus_chars: 7000, dim: 32, heads: 4, layers: 2, sleep_s: 0.05}
 checks:
-  baseline: false
+  baseline: true
   overfit_one_batch: {enabled: false}
 tracking:
-  register_model: false
+  registered_model: slow-charlm-e2e
 """
 
 
@@ -210,11 +215,23 @@ def test_a_killed_fsdp_worker_resumes_from_the_sharded_checkpoint(
     assert finished.info.status == "FINISHED"
     assert finished.data.params["train.strategy"] == "fsdp"
     assert finished.data.params["train.mesh_shape"] == "dp=2,tp=1"
+    assert "baseline_val_accuracy" in finished.data.metrics
     resumed = int(finished.data.tags[TAG_RESUMED_FROM_EPOCH])
     assert 1 <= resumed < 6
     steps = [m.step for m in mlflow.get_metric_history(run.info.run_id, "val_loss")]
     assert sorted(set(steps)) == list(range(1, 7))
     assert steps.count(1) == 1, "epoch 1 ran again: training restarted from scratch"
+    _assert_registered_model_is_unsharded(platform_settings, run.info.run_id)
+
+
+def _assert_registered_model_is_unsharded(settings: Settings, run_id: str) -> None:
+    """The sharded checkpoint was gathered into a plain model, logged and registered."""
+    [version] = MlflowClient(settings.tracking_uri).search_model_versions("name='slow-charlm-e2e'")
+    assert version.run_id == run_id
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    model = mlflow.pytorch.load_model(f"models:/slow-charlm-e2e/{version.version}")
+    assert not any(isinstance(p, DTensor) for p in model.parameters())
+    assert model(torch.zeros(3, 16, dtype=torch.long)).shape == (3, 16, 98)
 
 
 #: Appended to a copy of the charlm task: the model sleeps in training forward passes, so that
@@ -224,11 +241,17 @@ SLOW_FORWARD = """
 import time as _time
 
 _build = build_model
+_sleep_s = 0.0
 
 
 def build_model(hparams):
+    global _sleep_s
+    _sleep_s = float(hparams.get("sleep_s", 0))
     model = _build(hparams)
-    sleep_s = float(hparams.get("sleep_s", 0))
-    model.register_forward_pre_hook(lambda module, args: _time.sleep(sleep_s * module.training))
+    model.register_forward_pre_hook(_sleep_in_training)
     return model
+
+
+def _sleep_in_training(module, args):
+    _time.sleep(_sleep_s * module.training)
 """

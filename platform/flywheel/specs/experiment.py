@@ -110,7 +110,11 @@ class TrainSpec(StrictModel):
         default_factory=OptimizerSpec, description="Optimizer and its settings."
     )
     grad_clip_norm: float | None = Field(
-        default=None, gt=0.0, description="Clip the global gradient norm to this value; null: off."
+        default=None,
+        gt=0.0,
+        description=(
+            "Clip the global gradient norm to this value; null: off. ddp and fsdp only, for now."
+        ),
     )
     precision: Literal["fp32", "bf16"] = Field(
         default="fp32",
@@ -172,6 +176,16 @@ class TrainSpec(StrictModel):
             _ = self.mesh_shape
         except ValueError as e:
             raise NestedValueError(("mesh",), str(e)) from e
+        return self
+
+    @model_validator(mode="after")
+    def _clipping_fits_the_strategy(self) -> TrainSpec:
+        if self.grad_clip_norm is not None and self.strategy in ("tp", "fsdp+tp"):
+            message = (
+                f"grad_clip_norm is not supported with strategy {self.strategy} yet (its model "
+                "mixes tensor-parallel and replicated parameters); use ddp or fsdp, or remove it"
+            )
+            raise NestedValueError(("grad_clip_norm",), message)
         return self
 
     @model_validator(mode="after")

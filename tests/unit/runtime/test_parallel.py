@@ -93,6 +93,30 @@ def test_fsdp_tp_splits_the_charlm_model_and_computes_the_same() -> None:
     spawn(_check_fsdp_tp)
 
 
+def _check_fsdp_clipping(rank: int) -> None:
+    """Under fsdp, clip_grad_norm_ sees the global norm, as in one process."""
+    task = load_task(CHARLM, "task")
+    torch.manual_seed(0)
+    full = task.module.build_model(HPARAMS)
+    torch.manual_seed(0)
+    model = task.module.build_model(HPARAMS)
+    train = TrainSpec.model_validate({"strategy": "fsdp", "scaling": {"num_workers": 2}})
+    parallelize(model, train, task.module, make_mesh(train.mesh_shape, torch.device("cpu")))
+    ids = torch.randint(0, 90, (4, 8), generator=torch.Generator().manual_seed(1))
+    full(ids).square().mean().backward()
+    model(ids[rank * 2 : rank * 2 + 2]).square().mean().backward()
+    for p in model.parameters():  # the mean over the batch: FSDP averages the two halves
+        assert p.grad is not None
+    expected = torch.nn.utils.clip_grad_norm_(full.parameters(), 1e-3)
+    total = torch.nn.utils.clip_grad_norm_(model.parameters(), 1e-3)
+    total = total.full_tensor() if isinstance(total, DTensor) else total
+    torch.testing.assert_close(total, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_fsdp_gradient_clipping_uses_the_global_norm() -> None:
+    spawn(_check_fsdp_clipping)
+
+
 def test_a_missing_hook_is_caught_at_run_time() -> None:
     class Bare:
         build_model = load_data = staticmethod(lambda hparams: None)

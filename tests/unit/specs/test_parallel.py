@@ -150,3 +150,13 @@ def test_validate_points_at_the_strategy_line(tmp_path: Path) -> None:
     [problem] = info.value.problems
     assert (problem.line, problem.path) == (6, "train.strategy")
     assert "does not define tensor_parallel_plan(model)" in problem.message
+
+
+def test_gradient_clipping_is_refused_with_tensor_parallelism() -> None:
+    with pytest.raises(ValidationError, match="grad_clip_norm is not supported with strategy tp"):
+        ExperimentSpec.model_validate(
+            _spec(strategy="tp", scaling={"num_workers": 2}, grad_clip_norm=1.0)
+        )
+    ExperimentSpec.model_validate(
+        _spec(strategy="fsdp", scaling={"num_workers": 2}, grad_clip_norm=1.0)
+    )
