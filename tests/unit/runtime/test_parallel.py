@@ -14,6 +14,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from torch import nn
 from torch.distributed.tensor import DTensor, Shard
 
 from flywheel.errors import FlywheelError
@@ -66,16 +67,20 @@ def test_meshes_of_two_ranks() -> None:
     spawn(_check_meshes)
 
 
-def _check_fsdp_tp(rank: int) -> None:
+def _full_and_parallel(train: dict[str, Any]) -> tuple[nn.Module, nn.Module]:
+    """The charlm model twice from one seed: as built, and wrapped for ``train`` on 2 ranks."""
     task = load_task(CHARLM, "task")
     torch.manual_seed(0)
     full = task.module.build_model(HPARAMS)
     torch.manual_seed(0)
     model = task.module.build_model(HPARAMS)
-    train = TrainSpec.model_validate(
-        {"strategy": "fsdp+tp", "mesh": {"dp": 1, "tp": 2}, "scaling": {"num_workers": 2}}
-    )
-    parallelize(model, train, task.module, make_mesh(train.mesh_shape, torch.device("cpu")))
+    spec = TrainSpec.model_validate({**train, "scaling": {"num_workers": 2}})
+    parallelize(model, spec, task.module, make_mesh(spec.mesh_shape, torch.device("cpu")))
+    return full, model
+
+
+def _check_fsdp_tp(rank: int) -> None:
+    full, model = _full_and_parallel({"strategy": "fsdp+tp", "mesh": {"dp": 1, "tp": 2}})
     q = model.blocks[0].attn.q.weight
     assert isinstance(q, DTensor)
     assert q.placements[1] == Shard(0), "colwise: output features split over tp"
@@ -95,13 +100,7 @@ def test_fsdp_tp_splits_the_charlm_model_and_computes_the_same() -> None:
 
 def _check_fsdp_clipping(rank: int) -> None:
     """Under fsdp, clip_grad_norm_ sees the global norm, as in one process."""
-    task = load_task(CHARLM, "task")
-    torch.manual_seed(0)
-    full = task.module.build_model(HPARAMS)
-    torch.manual_seed(0)
-    model = task.module.build_model(HPARAMS)
-    train = TrainSpec.model_validate({"strategy": "fsdp", "scaling": {"num_workers": 2}})
-    parallelize(model, train, task.module, make_mesh(train.mesh_shape, torch.device("cpu")))
+    full, model = _full_and_parallel({"strategy": "fsdp"})
     ids = torch.randint(0, 90, (4, 8), generator=torch.Generator().manual_seed(1))
     full(ids).square().mean().backward()
     model(ids[rank * 2 : rank * 2 + 2]).square().mean().backward()
