@@ -20,7 +20,13 @@ from torch import nn
 from torch.distributed.tensor import DTensor, Shard
 
 from flywheel.errors import FlywheelError
-from flywheel.runtime.parallel import check_hooks, make_mesh, parallelize
+from flywheel.runtime.loop import make_loss, make_optimizer, train_step
+from flywheel.runtime.parallel import (
+    check_hooks,
+    checkpoint_activations,
+    make_mesh,
+    parallelize,
+)
 from flywheel.runtime.trial import trial_spec
 from flywheel.specs import ExperimentSpec, Fidelity, Stage
 from flywheel.specs.experiment import TrainSpec
@@ -159,3 +165,40 @@ def test_trials_keep_the_tensor_parallel_size() -> None:
     trial = trial_spec(spec, {"train.optimizer.lr": 0.01}, stage)
     assert (trial.train.strategy, trial.train.mesh_shape) == ("fsdp+tp", MeshShape(1, 2))
     assert trial.train.scaling.num_workers == 2
+
+
+def _one_step(accumulation: int, activation_checkpointing: bool) -> dict[str, torch.Tensor]:
+    """The charlm parameters after one SGD step on one fixed batch of 8 windows."""
+    spec = ExperimentSpec.model_validate(
+        {
+            "name": "lm",
+            "team": "t",
+            "task": {"module": "task", "kind": "language_model"},
+            "train": {
+                "batch_size": 8,
+                "optimizer": {"name": "sgd", "lr": 0.5},
+                "grad_accumulation_steps": accumulation,
+                "activation_checkpointing": activation_checkpointing,
+            },
+        }
+    )
+    task = _charlm_task()
+    torch.manual_seed(0)
+    model = checkpoint_activations(task.build_model(HPARAMS), spec.train, task)
+    ids = torch.randint(0, 90, (8, 9), generator=torch.Generator().manual_seed(2))
+    optimizer = make_optimizer(model.parameters(), spec.train.optimizer)
+    train_step(
+        model, (ids[:, :-1], ids[:, 1:]), make_loss(spec), optimizer, spec, torch.device("cpu")
+    )
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_accumulation_and_activation_checkpointing_keep_the_step() -> None:
+    """4 micro-batches of 2 with recomputed activations take the step of one batch of 8."""
+    plain = _one_step(1, activation_checkpointing=False)
+    changed = _one_step(4, activation_checkpointing=True)
+    torch.manual_seed(0)
+    initial = _charlm_task().build_model(HPARAMS).state_dict()
+    assert not torch.equal(plain["head.weight"], initial["head.weight"]), "no step was taken"
+    for name, value in plain.items():
+        torch.testing.assert_close(changed[name], value, rtol=1e-5, atol=1e-6, msg=name)
