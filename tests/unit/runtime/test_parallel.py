@@ -43,6 +43,9 @@ def _free_port() -> int:
 
 
 def _run(rank: int, port: int, body: Any, args: tuple[Any, ...]) -> None:
+    # A forked child must not enter the OpenMP pool the parent started (earlier tests ran
+    # torch ops): it would wait forever on threads that fork did not copy.
+    torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=2)
     try:
