@@ -32,9 +32,11 @@ def baseline_metrics(
     """Metrics of the trivial predictor learnt from the training targets, on validation.
 
     Classification: always the majority class (accuracy), with the class frequencies as the
-    predicted distribution (cross-entropy). Regression: always the mean (mean squared error).
+    predicted distribution (cross-entropy). Language models: the same over every token (the
+    unigram model). Regression: always the mean (mean squared error).
     """
-    if kind == "classification":
+    if kind != "regression":
+        train_targets, val_targets = train_targets.ravel(), val_targets.ravel()
         classes, counts = np.unique(train_targets.astype(np.int64), return_counts=True)
         majority = classes[np.argmax(counts)]
         freq = dict(zip(classes.tolist(), (counts / counts.sum()).tolist(), strict=True))

@@ -86,6 +86,7 @@ def run_experiment(plan: JobPlan, run: ExperimentRun, experiment_dir: Path) -> N
     """Checks, training and registration, recorded in ``run``."""
     spec = plan.spec
     run.log_params({**flatten(spec.model_dump(mode="json")), **_versions()})
+    run.log_params({"train.mesh_shape": spec.train.mesh_shape.describe()})
     run.log_text((experiment_dir / plan.spec_file).read_text(), f"spec/{plan.spec_file}")
     task = load_task(experiment_dir, spec.task.module)
     hparams = {**spec.data.params, **spec.hparams}
@@ -185,7 +186,8 @@ def _register(
     model = task.module.build_model({**spec.data.params, **spec.hparams})
     model.load_state_dict(state["model"])
     model.eval()
-    example = features[:_INPUT_EXAMPLE_ROWS].astype(np.float32)
+    dtype = np.int64 if spec.task.kind == "language_model" else np.float32
+    example = features[:_INPUT_EXAMPLE_ROWS].astype(dtype)
     with torch.no_grad():
         output = model(torch.from_numpy(example)).numpy()
     version = run.log_model(

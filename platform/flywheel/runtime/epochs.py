@@ -1,7 +1,8 @@
-"""The epoch loop, shared by Ray Train workers (DDP) and single-process search trials.
+"""The epoch loop, shared by Ray Train workers (every strategy) and single-process search trials.
 
-Whoever runs it decides how the model is wrapped (``prepare_model`` for DDP), where training
-resumes from, and what happens after each epoch (report to Ray Train, to Tune, to MLflow).
+Whoever runs it decides how the model is wrapped (``prepare_model`` for DDP, FSDP2 and tensor
+parallel for the sharded strategies), where training resumes from, and what happens after each
+epoch (report to Ray Train, to Tune, to MLflow).
 """
 
 from __future__ import annotations
@@ -28,22 +29,36 @@ from flywheel.specs.experiment import ExperimentSpec
 
 #: Called after every epoch with (epoch, metrics, model, optimizer).
 EpochHook = Callable[[int, dict[str, float], nn.Module, torch.optim.Optimizer], None]
-#: Loads saved state into a fresh model; returns (optimizer state or None, first epoch to run).
-Restore = Callable[[nn.Module], tuple[dict[str, Any] | None, int]]
+#: Loads saved state into the wrapped model and its optimizer; returns the first epoch to run.
+Restore = Callable[[nn.Module, torch.optim.Optimizer], int]
 
 
 @dataclass(frozen=True)
 class Placement:
-    """Where this process sits among the training processes."""
+    """Where this process sits among the training processes.
+
+    ``data_rank``/``data_size`` place it among the data-parallel replicas (the ranks of one
+    tensor-parallel group read the same batches); by default every process is one.
+    ``data_group`` is the process group that sums validation counts (None: the world).
+    """
 
     rank: int
     world_size: int
     device: torch.device
+    data_rank: int | None = None
+    data_size: int | None = None
+    data_group: Any = None
+
+    @property
+    def data_coordinates(self) -> tuple[int, int]:
+        if self.data_rank is None or self.data_size is None:
+            return self.rank, self.world_size
+        return self.data_rank, self.data_size
 
 
-def fresh_start(model: nn.Module) -> tuple[dict[str, Any] | None, int]:
+def fresh_start(model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
     """A :data:`Restore` that restores nothing: start at epoch 1."""
-    return None, 1
+    return 1
 
 
 def train_epochs(
@@ -58,13 +73,10 @@ def train_epochs(
     hparams = {**spec.data.params, **spec.hparams}
     split = data_mod.split_dataset(task.module.load_data(hparams), spec.data)
     torch.manual_seed(spec.data.seed)
-    model = task.module.build_model(hparams)
-    optimizer_state, start_epoch = restore(model)
-    model = wrap(model)
+    model = wrap(task.module.build_model(hparams))
     optimizer = make_optimizer(model.parameters(), spec.train.optimizer)
-    if optimizer_state is not None:
-        optimizer.load_state_dict(optimizer_state)
-    rank, world = placement.rank, placement.world_size
+    start_epoch = restore(model, optimizer)
+    rank, world = placement.data_coordinates
     batch = spec.train.batch_size // world
     loader, sampler = data_mod.train_loader(split, batch, spec.data, rank, world)
     validation = data_mod.val_loader(split, max(batch, 256), rank, world)
@@ -80,14 +92,16 @@ def train_epochs(
             "train_samples_per_s": len(losses) * spec.train.batch_size / train_time_s,
         }
         sums = evaluate_sums(model, validation, loss_fn, spec, placement.device)
-        metrics.update(sums_to_metrics(sum_across_workers(sums), spec.task.kind))
+        metrics.update(
+            sums_to_metrics(sum_across_workers(sums, placement.data_group), spec.task.kind)
+        )
         on_epoch(epoch, metrics, model, optimizer)
 
 
-def sum_across_workers(values: torch.Tensor) -> torch.Tensor:
-    """All-reduce (sum) when a process group is up; unchanged otherwise."""
+def sum_across_workers(values: torch.Tensor, group: Any = None) -> torch.Tensor:
+    """All-reduce (sum) over ``group`` (None: all workers) when a process group is up."""
     if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+        dist.all_reduce(values, op=dist.ReduceOp.SUM, group=group)
     return values
 
 

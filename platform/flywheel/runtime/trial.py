@@ -21,9 +21,11 @@ from flywheel.narrowing import apply_overrides
 from flywheel.plans import JobPlan
 from flywheel.progress import ProgressEvent, emit
 from flywheel.runtime.epochs import Placement, fresh_start, train_epochs
+from flywheel.runtime.parallel import checkpoint_activations
 from flywheel.runtime.task import load_task
 from flywheel.runtime.train import fit
 from flywheel.specs.experiment import ExperimentSpec
+from flywheel.specs.parallel import trial_training
 from flywheel.specs.search import Stage
 from flywheel.tracking import (
     TAG_FAILURE_REASON,
@@ -40,8 +42,9 @@ from flywheel.tracking import (
 def run_trial(config: dict[str, Any], plan_json: str, stage_json: str) -> None:
     """Tune's trainable: train the spec with the trial's parameters at the stage's fidelity.
 
-    One worker trains here, in the trial's process; more train with Ray Train (DDP), reporting
-    every epoch to Tune through Ray Train's TuneReportCallback.
+    One worker trains here, in the trial's process, unsharded; more train with Ray Train, with the
+    spec's strategy (ddp, fsdp, tp, fsdp+tp; :func:`flywheel.runtime.train.fit`), reporting every
+    epoch to Tune through Ray Train's TuneReportCallback.
     """
     plan = JobPlan.model_validate_json(plan_json)
     stage = Stage.model_validate_json(stage_json)
@@ -56,18 +59,20 @@ def run_trial(config: dict[str, Any], plan_json: str, stage_json: str) -> None:
         )
         return
     device = torch.device("cuda" if spec.train.scaling.use_gpu else "cpu")
+    task = load_task(None, spec.task.module)
     train_epochs(
         spec,
-        load_task(None, spec.task.module),
+        task,
         Placement(rank=0, world_size=1, device=device),
-        wrap=lambda model: model.to(device),
+        wrap=lambda model: checkpoint_activations(model.to(device), spec.train, task.module),
         restore=fresh_start,
         on_epoch=lambda epoch, metrics, model, optimizer: tune.report({**metrics, "epoch": epoch}),
     )
 
 
 def trial_spec(spec: ExperimentSpec, params: dict[str, Any], stage: Stage) -> ExperimentSpec:
-    """The spec a trial trains: its parameters, the stage's fidelity, ``trial_workers`` workers.
+    """The spec a trial trains: its parameters, the stage's fidelity, ``trial_workers`` workers,
+    and the strategy and mesh that fit them (:func:`flywheel.specs.parallel.trial_training`).
 
     With several workers every epoch is checkpointed, since Ray Train reports (and so Tune, and
     ASHA, hear) only with checkpoints.
@@ -75,6 +80,8 @@ def trial_spec(spec: ExperimentSpec, params: dict[str, Any], stage: Stage) -> Ex
     trial = apply_overrides(spec, params, stage.fidelity).model_dump()
     workers = spec.search.trial_workers if spec.search else 1
     trial["train"]["scaling"]["num_workers"] = workers
+    strategy, mesh = trial_training(spec.train.strategy, spec.train.mesh_shape, workers)
+    trial["train"]["strategy"], trial["train"]["mesh"] = strategy, mesh
     if workers > 1:
         trial["train"]["checkpoint_every_epochs"] = 1
     try:

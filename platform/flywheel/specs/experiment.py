@@ -17,6 +17,7 @@ from flywheel.specs.base import (
     Scalar,
     StrictModel,
 )
+from flywheel.specs.parallel import MeshShape, Strategy, resolve_mesh
 from flywheel.specs.search import ChoiceParam, SearchSpec
 from flywheel.specs.serving import ServeSpec
 
@@ -35,9 +36,13 @@ class TaskSpec(StrictModel):
             "(returns a sized torch Dataset of (features, target) pairs)."
         ),
     )
-    kind: Literal["classification", "regression"] = Field(
+    kind: Literal["classification", "regression", "language_model"] = Field(
         default="classification",
-        description="Problem type; picks the loss, the metrics and the baseline.",
+        description=(
+            "Problem type; picks the loss, the metrics and the baseline. `language_model`: "
+            "features are token ids (N, T), targets the next tokens (N, T), the model returns "
+            "logits (N, T, vocabulary); loss and accuracy are per token."
+        ),
     )
 
 
@@ -83,6 +88,13 @@ class ScalingSpec(StrictModel):
     )
 
 
+class MeshSpec(StrictModel):
+    """A 2-D device mesh: `dp` data-parallel (FSDP) groups of `tp` tensor-parallel ranks each."""
+
+    dp: int = Field(ge=1, description="Data-parallel size: FSDP shards over this many groups.")
+    tp: int = Field(ge=1, description="Tensor-parallel size: each layer is split over this many.")
+
+
 class TrainSpec(StrictModel):
     """Training: epochs, batches, optimizer, parallelism and checkpoints."""
 
@@ -91,18 +103,28 @@ class TrainSpec(StrictModel):
         default=64,
         ge=1,
         description=(
-            "Global batch size; each of the `scaling.num_workers` workers gets an equal share."
+            "Global batch size; each data-parallel worker (`scaling.num_workers` / `mesh.tp`) "
+            "gets an equal share, cut into `grad_accumulation_steps` micro-batches."
         ),
     )
     optimizer: OptimizerSpec = Field(
         default_factory=OptimizerSpec, description="Optimizer and its settings."
     )
     grad_clip_norm: float | None = Field(
-        default=None, gt=0.0, description="Clip the global gradient norm to this value; null: off."
+        default=None,
+        gt=0.0,
+        description=(
+            "Clip the global gradient norm to this value; null: off. ddp and fsdp only, for now."
+        ),
     )
     precision: Literal["fp32", "bf16"] = Field(
         default="fp32",
-        description="Numeric precision: fp32, or bf16 autocast for the forward pass.",
+        description=(
+            "Numeric precision: fp32, or bf16. ddp and tp: bf16 autocast of the forward pass. "
+            "fsdp and fsdp+tp: FSDP's MixedPrecisionPolicy, bf16 parameters in forward and "
+            "backward, gradients reduced and the optimizer stepping in fp32. Works on CPU too "
+            "(slower than fp32 on most CPUs without bf16 instructions)."
+        ),
     )
     checkpoint_every_epochs: int = Field(
         default=1, ge=1, description="Write a checkpoint every N epochs (and after the last one)."
@@ -112,23 +134,91 @@ class TrainSpec(StrictModel):
         ge=0,
         description="Times a failed training worker group restarts from its last checkpoint.",
     )
-    strategy: Literal["ddp"] = Field(
+    strategy: Strategy = Field(
         default="ddp",
-        description="Parallelism strategy. `ddp`: data parallel (DistributedDataParallel).",
+        description=(
+            "Parallelism strategy. `ddp`: data parallel (DistributedDataParallel); `fsdp`: "
+            "parameters, gradients and optimizer state sharded over the workers (FSDP2 "
+            "`fully_shard`, units from the task's `fsdp_units(model)`); `tp`: tensor parallel, "
+            "layers split by the task's `tensor_parallel_plan(model)`; `fsdp+tp`: both, on the "
+            "2-D `mesh`. The sharded strategies write sharded checkpoints "
+            "(torch.distributed.checkpoint)."
+        ),
+    )
+    mesh: MeshSpec | None = Field(
+        default=None,
+        description=(
+            "Device mesh, dp * tp = `scaling.num_workers`. Required by `fsdp+tp`; otherwise "
+            "derived: ddp and fsdp `{dp: num_workers, tp: 1}`, tp `{dp: 1, tp: num_workers}`."
+        ),
+    )
+    grad_accumulation_steps: int = Field(
+        default=1,
+        ge=1,
+        description=(
+            "Split each worker's share of the batch into this many micro-batches, summing their "
+            "gradients before one optimizer step: same result, less activation memory."
+        ),
+    )
+    activation_checkpointing: bool = Field(
+        default=False,
+        description=(
+            "Recompute the activations of the task's `fsdp_units(model)` in the backward pass "
+            "instead of keeping them: less memory, about one more forward pass of compute."
+        ),
     )
     scaling: ScalingSpec = Field(
         default_factory=ScalingSpec, description="Workers and their resources."
     )
 
     @model_validator(mode="after")
+    def _mesh_fits_workers(self) -> TrainSpec:
+        try:
+            _ = self.mesh_shape
+        except ValueError as e:
+            raise NestedValueError(("mesh",), str(e)) from e
+        return self
+
+    @model_validator(mode="after")
+    def _clipping_fits_the_strategy(self) -> TrainSpec:
+        if self.grad_clip_norm is not None and self.strategy in ("tp", "fsdp+tp"):
+            message = (
+                f"grad_clip_norm is not supported with strategy {self.strategy} yet (its model "
+                "mixes tensor-parallel and replicated parameters); use ddp or fsdp, or remove it"
+            )
+            raise NestedValueError(("grad_clip_norm",), message)
+        return self
+
+    @model_validator(mode="after")
     def _batch_splits_evenly(self) -> TrainSpec:
-        workers = self.scaling.num_workers
-        if self.batch_size % workers:
+        parts = self.batch_parts
+        if self.batch_size % parts:
+            over = self.batch_split_text.replace("the number of workers", f"{parts} workers")
             raise ValueError(
-                f"batch_size {self.batch_size} does not split evenly over {workers} workers; "
-                f"use a multiple of {workers}"
+                f"batch_size {self.batch_size} does not split evenly over {over}; "
+                f"use a multiple of {parts}"
             )
         return self
+
+    @property
+    def mesh_shape(self) -> MeshShape:
+        """The mesh training runs on: the spec's, or the one the strategy derives."""
+        dp, tp = (self.mesh.dp, self.mesh.tp) if self.mesh else (None, None)
+        return resolve_mesh(self.strategy, dp, tp, self.scaling.num_workers)
+
+    @property
+    def batch_split_text(self) -> str:
+        """What a global batch is split over, in words, for error messages."""
+        shape, steps = self.mesh_shape, self.grad_accumulation_steps
+        if shape.tp == 1 and steps == 1:
+            return "the number of workers"
+        text = f"{shape.dp} workers" if shape.tp == 1 else f"{shape.dp} data-parallel groups"
+        return text if steps == 1 else f"{text} x {steps} accumulation steps"
+
+    @property
+    def batch_parts(self) -> int:
+        """Into how many equal micro-batches one global batch is cut."""
+        return self.mesh_shape.dp * self.grad_accumulation_steps
 
 
 class OverfitSpec(StrictModel):
@@ -228,7 +318,7 @@ class ExperimentSpec(StrictModel):
     @model_validator(mode="after")
     def _searched_batch_splits_evenly(self) -> ExperimentSpec:
         """Every batch size a search may try must split over the workers, as `train` requires."""
-        workers = self.train.scaling.num_workers
+        workers = self.train.batch_parts
         param = self.search.space.get("train.batch_size") if self.search else None
         if param is None or workers == 1:
             return self
@@ -241,10 +331,24 @@ class ExperimentSpec(StrictModel):
         uneven = [v for v in param.values if int(v) % workers]
         if uneven:
             message = (
-                f"batch sizes must be multiples of {workers}, the number of workers, to split "
-                f"evenly; not {', '.join(map(str, uneven))}"
+                f"batch sizes must be multiples of {workers}, {self.train.batch_split_text}, "
+                f"to split evenly; not {', '.join(map(str, uneven))}"
             )
             raise NestedValueError(("search", "space", "train.batch_size", "values"), message)
+        return self
+
+    @model_validator(mode="after")
+    def _trials_fit_the_mesh(self) -> ExperimentSpec:
+        """Trials of several workers keep the mesh's tensor-parallel size; see ``trial_spec``."""
+        if self.search is None or self.train.strategy != "fsdp+tp":
+            return self
+        workers, tp = self.search.trial_workers, self.train.mesh_shape.tp
+        if workers > 1 and workers % tp:
+            message = (
+                f"with strategy fsdp+tp and mesh.tp {tp}, trial_workers must be 1 (trials train "
+                f"unsharded) or a multiple of {tp}"
+            )
+            raise NestedValueError(("search", "trial_workers"), message)
         return self
 
     @property

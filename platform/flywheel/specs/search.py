@@ -300,8 +300,9 @@ class SearchSpec(StrictModel):
         ge=1,
         description=(
             "Training workers per trial, each with the spec's `train.scaling` resources "
-            "(fractional GPUs allowed). 1: the trial trains in its own process; more: with Ray "
-            "Train (DDP). The final model trains with `train.scaling`."
+            "(fractional GPUs allowed). 1: the trial trains in its own process, unsharded; more: "
+            "with Ray Train and the spec's `train.strategy` (fsdp+tp keeps `mesh.tp`). The final "
+            "model trains with `train.scaling`."
         ),
     )
 

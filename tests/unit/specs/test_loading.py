@@ -29,8 +29,9 @@ TOP_LEVEL_FIELDS = (
     "checks, data, description, hparams, name, search, serve, storage, task, team, tracking, train"
 )
 TRAIN_FIELDS = (
-    "batch_size, checkpoint_every_epochs, epochs, grad_clip_norm, max_failures, optimizer, "
-    "precision, scaling, strategy"
+    "activation_checkpointing, batch_size, checkpoint_every_epochs, epochs, "
+    "grad_accumulation_steps, grad_clip_norm, max_failures, mesh, optimizer, precision, scaling, "
+    "strategy"
 )
 
 
@@ -109,8 +110,8 @@ INVALID_AFTER_MINIMAL = {
         ["6: train.precision: input should be 'fp32' or 'bf16' (got 'fp16')"],
     ),
     "unsupported strategy": (
-        "train:\n  strategy: fsdp\n",
-        ["6: train.strategy: input should be 'ddp' (got 'fsdp')"],
+        "train:\n  strategy: pipeline\n",
+        ["6: train.strategy: input should be 'ddp', 'fsdp', 'tp' or 'fsdp+tp' (got 'pipeline')"],
     ),
     "batch size not divisible by the workers": (
         "train:\n  batch_size: 10\n  scaling:\n    num_workers: 4\n",
