@@ -33,9 +33,9 @@ from flywheel.plans import spec_to_job_plan
 from flywheel.runtime.train import fit, load_checkpoint_state
 from flywheel.settings import Settings
 from flywheel.specs import ExperimentSpec
-from flywheel.tracking import TAG_RESUMED_FROM_EPOCH
+from flywheel.tracking import TAG_RESUMED_FROM_EPOCH, TAG_TRIAL_STATE
 
-from .helpers import REPO, run_of_job
+from .helpers import REPO, run_of_job, trial_runs
 from .test_training import _a_training_worker_pid, _wait_for_epoch
 
 pytestmark = pytest.mark.integration
@@ -255,3 +255,83 @@ def build_model(hparams):
 def _sleep_in_training(module, args):
     _time.sleep(_sleep_s * module.training)
 """
+
+
+FSDP_TRIALS_SPEC = """\
+name: fsdp-trials
+team: testing
+task: {module: task, kind: language_model}
+train:
+  epochs: 1
+  batch_size: 16
+  optimizer: {name: sgd, lr: 0.1}
+  strategy: fsdp
+  scaling: {num_workers: 2}
+hparams: {seq_len: 16, corpus_chars: 7000, dim: 32, heads: 4, layers: 2, marker_dir: MARKERS}
+checks:
+  baseline: false
+  overfit_one_batch: {enabled: false}
+search:
+  metric: val_loss
+  space:
+    train.optimizer.lr: {type: loguniform, low: 1.0e-2, high: 3.0e-1}
+  trial_workers: 2
+  stages:
+    - {name: only, sampler: random, trials: 2, max_concurrent: 1, seed: 0}
+tracking:
+  register_model: false
+"""
+
+#: Appended to a copy of the charlm task: every call of the fsdp_units hook (made only when a
+#: worker shards its model) leaves a file naming the process and the world it trained in.
+MARK_FSDP_UNITS = """
+
+import os as _os
+import pathlib as _pathlib
+
+import torch.distributed as _dist
+
+_units = fsdp_units
+_marker_dir = None
+
+
+def build_model(hparams, _build=build_model):
+    global _marker_dir
+    _marker_dir = hparams.get("marker_dir")
+    return _build(hparams)
+
+
+def fsdp_units(model):
+    world = _dist.get_world_size() if _dist.is_initialized() else 1
+    _pathlib.Path(_marker_dir, f"{_os.getpid()}-world{world}").touch()
+    return _units(model)
+"""
+
+
+@pytest.mark.timeout(400)
+def test_search_trials_train_with_an_fsdp_mesh(
+    embedded_platform: PlatformStatus, platform_settings: Settings, tmp_path: Path
+) -> None:
+    """A search whose trials each shard the model over 2 workers (about a minute here)."""
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    folder = tmp_path / "fsdp-trials"
+    folder.mkdir()
+    (folder / "task.py").write_text(
+        (CHARLM / "task.py").read_text() + MARK_FSDP_UNITS, encoding="utf-8"
+    )
+    spec = folder / "search.yaml"
+    spec.write_text(FSDP_TRIALS_SPEC.replace("MARKERS", str(markers)))
+    client = Client(platform_settings)
+    job_id = client.submit(spec)
+
+    final = list(client.follow(job_id, poll_s=1))[-1].job
+
+    assert final.state == "SUCCEEDED", final.message
+    parent = run_of_job(platform_settings.tracking_uri, job_id)
+    trials = trial_runs(platform_settings.tracking_uri, parent)
+    assert [r.data.tags[TAG_TRIAL_STATE] for r in trials] == ["completed", "completed"]
+    sharded = [p.name for p in markers.iterdir()]
+    assert all(name.endswith("-world2") for name in sharded), sharded
+    # 2 trials x 2 workers, then the final retraining's 2 workers: each shards its model.
+    assert len(sharded) >= 6, sharded
