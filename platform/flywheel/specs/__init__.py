@@ -35,6 +35,7 @@ from flywheel.specs.serving import (
     ServeSpec,
     SloSpec,
 )
+from flywheel.specs.teams import PriorityClass, Resources, TeamSpec, TeamsSpec, load_teams
 
 __all__ = [
     "AshaScheduler",
@@ -52,6 +53,8 @@ __all__ = [
     "OptimizerSpec",
     "OverfitSpec",
     "Param",
+    "PriorityClass",
+    "Resources",
     "RolloutSpec",
     "ScalingSpec",
     "Scheduler",
@@ -62,10 +65,13 @@ __all__ = [
     "Stage",
     "StorageSpec",
     "TaskSpec",
+    "TeamSpec",
+    "TeamsSpec",
     "TrackingSpec",
     "TrainSpec",
     "UniformParam",
     "load_model",
     "load_spec",
+    "load_teams",
     "parse_model",
 ]
