@@ -122,6 +122,24 @@ class ContainerPort(K8sModel):
     container_port: int
 
 
+class ExecAction(K8sModel):
+    """A command run in the container."""
+
+    command: list[str]
+
+
+class LifecycleHandler(K8sModel):
+    """What a lifecycle hook runs."""
+
+    exec: ExecAction
+
+
+class Lifecycle(K8sModel):
+    """Container lifecycle hooks."""
+
+    pre_stop: LifecycleHandler
+
+
 class Container(K8sModel):
     """A container of a Ray pod."""
 
@@ -131,6 +149,7 @@ class Container(K8sModel):
     env_from: list[EnvFromSource] | None = None
     resources: ResourceRequirements
     ports: list[ContainerPort] | None = None
+    lifecycle: Lifecycle | None = None
 
 
 class Toleration(K8sModel):

@@ -5,7 +5,13 @@ group sized from the spec's scaling and search concurrency), runs the job driver
 code bundle from the storage root as ``working_dir``, and shuts the cluster down when the job
 ends (Kueue requires it). Kueue admits it by the ``queue-name`` and ``priority-class`` labels;
 an eviction suspends it, and its pods get ``terminationGracePeriodSeconds`` to write their
-checkpoints and search state. Pure.
+checkpoints and search state.
+
+KubeRay deletes the pods of a suspended RayJob without stopping the Ray job first, and the
+kubelet's SIGTERM reaches ``ray start``, not the driver. So the head's ``preStop`` hook stops the
+Ray job through Ray's own Jobs API: the job supervisor sends the driver SIGTERM (which
+:mod:`flywheel.runtime.driver` traps) and waits ``RAY_JOB_STOP_WAIT_TIME_S`` for it to exit,
+within the pod's grace period. Pure.
 """
 
 from __future__ import annotations
@@ -28,7 +34,10 @@ from flywheel.k8s.objects import (
     ContainerPort,
     EnvFromSource,
     EnvVar,
+    ExecAction,
     HeadGroupSpec,
+    Lifecycle,
+    LifecycleHandler,
     ObjectMeta,
     PodSpec,
     PodTemplate,
@@ -50,6 +59,8 @@ from flywheel.specs.experiment import ExperimentSpec
 MAX_RAYJOB_NAME_CHARS = 47
 #: Length of the random suffix of a job id (see :func:`flywheel.plans.new_job_id`).
 _JOB_ID_SUFFIX_CHARS = 8
+#: Seconds of the grace period kept for what follows the driver's exit (Ray's own shutdown).
+_SHUTDOWN_MARGIN_S = 10
 
 
 class K8sTarget(BaseModel):
@@ -116,11 +127,12 @@ def plan_to_rayjob(plan: JobPlan, priority_class: str, target: K8sTarget) -> Ray
         QUEUE_LABEL: local_queue_name(spec.team),
         PRIORITY_LABEL: priority_class,
     }
-    runtime_env = {"working_dir": bundle_zip_url(plan), "env_vars": dict(plan.env_vars)}
+    env_vars = {**plan.env_vars, "RAY_JOB_STOP_WAIT_TIME_S": str(driver_stop_wait_s(target))}
+    runtime_env = {"working_dir": bundle_zip_url(plan), "env_vars": env_vars}
     cluster = RayClusterSpec(
         ray_version=target.ray_version,
         enable_in_tree_autoscaling=False,  # Kueue admits a fixed size
-        head_group_spec=_head_group(spec, target),
+        head_group_spec=_head_group(plan, target),
         worker_group_specs=[_worker_group(spec, target)],
     )
     return RayJob(
@@ -138,6 +150,11 @@ def plan_to_rayjob(plan: JobPlan, priority_class: str, target: K8sTarget) -> Ray
             ray_cluster_spec=cluster,
         ),
     )
+
+
+def driver_stop_wait_s(target: K8sTarget) -> int:
+    """Seconds the driver gets between SIGTERM and SIGKILL when its pods are evicted."""
+    return max(1, target.grace_period_s - _SHUTDOWN_MARGIN_S)
 
 
 def concurrent_workers(spec: ExperimentSpec) -> int:
@@ -158,20 +175,26 @@ def worker_ray_resources(spec: ExperimentSpec) -> tuple[float, float]:
     return cpu, gpu
 
 
-def _head_group(spec: ExperimentSpec, target: K8sTarget) -> HeadGroupSpec:
+def _head_group(plan: JobPlan, target: K8sTarget) -> HeadGroupSpec:
     requests = {
         "cpu": cpu_quantity(target.head_cpu),
         "memory": memory_quantity(target.head_memory_gib),
     }
-    container = _container("ray-head", requests, target)
     ports = [
         ContainerPort(name="gcs", container_port=6379),
         ContainerPort(name="dashboard", container_port=8265),
     ]
+    stop = ["ray", "job", "stop", "--address", "http://127.0.0.1:8265", plan.job_id]
+    container = _container("ray-head", requests, target).model_copy(
+        update={
+            "ports": ports,
+            "lifecycle": Lifecycle(pre_stop=LifecycleHandler(exec=ExecAction(command=stop))),
+        }
+    )
     return HeadGroupSpec(
         # The head runs the job driver only: trials go to the workers.
         ray_start_params={"num-cpus": "0", "dashboard-host": "0.0.0.0"},
-        template=_template(spec, container.model_copy(update={"ports": ports}), target, False),
+        template=_template(plan.spec, container, target, False),
     )
 
 

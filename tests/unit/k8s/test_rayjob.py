@@ -144,3 +144,13 @@ def test_a_long_job_id_is_shortened_keeping_its_random_suffix() -> None:
     assert name.endswith("-1234abcd")
     assert name.startswith("language-a-very-long-experiment-")
     assert rayjob_name(JOB_ID) == JOB_ID
+
+
+def test_an_evicted_head_stops_the_driver_with_sigterm_within_the_grace_period() -> None:
+    manifest = render(load_spec(REPO / "experiments/digits/train.yaml"), grace_period_s=300)
+    head = manifest["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
+    stop = head["containers"][0]["lifecycle"]["preStop"]["exec"]["command"]
+    assert stop == ["ray", "job", "stop", "--address", "http://127.0.0.1:8265", JOB_ID]
+    runtime_env = yaml.safe_load(manifest["spec"]["runtimeEnvYAML"])
+    wait_s = int(runtime_env["env_vars"]["RAY_JOB_STOP_WAIT_TIME_S"])
+    assert wait_s == 290 < head["terminationGracePeriodSeconds"]
