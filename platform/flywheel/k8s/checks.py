@@ -234,8 +234,9 @@ def _pod_templates(manifest: Manifest) -> Iterator[Manifest]:
     for group in cluster.get("workerGroupSpecs") or []:
         if "template" in group:
             yield group["template"]
-    if isinstance(spec.get("template"), Mapping):
-        yield spec["template"]
+    for key in ("template", "submitterPodTemplate"):
+        if isinstance(spec.get(key), Mapping):
+            yield spec[key]
 
 
 def _requested(template: Manifest) -> set[str]:

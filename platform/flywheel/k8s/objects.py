@@ -165,6 +165,7 @@ class PodSpec(K8sModel):
 
     containers: list[Container]
     termination_grace_period_seconds: int
+    restart_policy: Literal["Always", "OnFailure", "Never"] | None = None
     service_account_name: str | None = None
     tolerations: list[Toleration] | None = None
 
@@ -229,6 +230,7 @@ class RayJobSpec(K8sModel):
     ttl_seconds_after_finished: int
     active_deadline_seconds: int | None = None
     submission_mode: Literal["K8sJobMode", "HTTPMode", "SidecarMode", "InteractiveMode"]
+    submitter_pod_template: PodTemplate | None = None
     suspend: bool
     ray_cluster_spec: RayClusterSpec
 

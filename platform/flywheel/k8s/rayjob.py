@@ -59,6 +59,9 @@ from flywheel.specs.experiment import ExperimentSpec
 MAX_RAYJOB_NAME_CHARS = 47
 #: Length of the random suffix of a job id (see :func:`flywheel.plans.new_job_id`).
 _JOB_ID_SUFFIX_CHARS = 8
+#: The pod that runs `ray job submit` (K8sJobMode): every pod in a team namespace must ask for
+#: what it uses, or the namespace's ResourceQuota refuses it. KubeRay fills in its command.
+SUBMITTER_REQUESTS = {"cpu": "500m", "memory": "1Gi"}
 #: Seconds of the grace period kept for what follows the driver's exit (Ray's own shutdown).
 _SHUTDOWN_MARGIN_S = 10
 
@@ -146,6 +149,7 @@ def plan_to_rayjob(plan: JobPlan, priority_class: str, target: K8sTarget) -> Ray
             shutdown_after_job_finishes=True,
             ttl_seconds_after_finished=target.ttl_s,
             submission_mode="K8sJobMode",
+            submitter_pod_template=_submitter(spec, target),
             suspend=True,  # Kueue unsuspends it on admission
             ray_cluster_spec=cluster,
         ),
@@ -215,6 +219,15 @@ def _worker_group(spec: ExperimentSpec, target: K8sTarget) -> WorkerGroupSpec:
         max_replicas=replicas,
         ray_start_params={"num-cpus": str(pod_cpu), "num-gpus": str(pod_gpu)},
         template=_template(spec, _container("ray-worker", requests, target), target, pod_gpu > 0),
+    )
+
+
+def _submitter(spec: ExperimentSpec, target: K8sTarget) -> PodTemplate:
+    template = _template(
+        spec, _container("ray-job-submitter", SUBMITTER_REQUESTS, target), target, False
+    )
+    return template.model_copy(
+        update={"spec": template.spec.model_copy(update={"restart_policy": "Never"})}
     )
 
 

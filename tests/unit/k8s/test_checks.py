@@ -66,6 +66,12 @@ BREAKS: dict[str, tuple[str, Callable[[Manifest], None]]] = {
         "resource-coverage",
         lambda m: worker_requests(m).update({"example.com/fpga": "1"}),
     ),
+    "uncovered-resource-in-submitter": (
+        "resource-coverage",
+        lambda m: m["spec"]["submitterPodTemplate"]["spec"]["containers"][0]["resources"][
+            "limits"
+        ].update({"example.com/fpga": "1"}),
+    ),
     "unknown-queue": (
         "resource-coverage",
         lambda m: m["metadata"]["labels"].update({"kueue.x-k8s.io/queue-name": "nobody"}),

@@ -154,3 +154,12 @@ def test_an_evicted_head_stops_the_driver_with_sigterm_within_the_grace_period()
     runtime_env = yaml.safe_load(manifest["spec"]["runtimeEnvYAML"])
     wait_s = int(runtime_env["env_vars"]["RAY_JOB_STOP_WAIT_TIME_S"])
     assert wait_s == 290 < head["terminationGracePeriodSeconds"]
+
+
+def test_the_submitter_pod_asks_for_what_the_namespace_quota_counts() -> None:
+    manifest = render(load_spec(REPO / "experiments/digits/train.yaml"))
+    submitter = manifest["spec"]["submitterPodTemplate"]["spec"]
+    assert submitter["restartPolicy"] == "Never"
+    (container,) = submitter["containers"]
+    assert container["resources"]["requests"] == {"cpu": "500m", "memory": "1Gi"}
+    assert "command" not in container  # KubeRay writes `ray job submit ...`
