@@ -353,9 +353,24 @@ class LocalQueue(K8sObject):
 
 def to_yaml(objects: Sequence[K8sObject]) -> str:
     """Objects as multi-document YAML, in order (what ``kubectl apply -f`` reads)."""
-    return yaml.safe_dump_all(
-        [o.to_manifest() for o in objects], sort_keys=False, explicit_start=True
+    return yaml.dump_all(
+        [o.to_manifest() for o in objects],
+        Dumper=_BlockDumper,
+        sort_keys=False,
+        explicit_start=True,
     )
+
+
+class _BlockDumper(yaml.SafeDumper):
+    """Writes multi-line strings (``runtimeEnvYAML``) as readable ``|`` blocks."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_BlockDumper.add_representer(str, _represent_str)
 
 
 def cpu_quantity(cores: float) -> str:

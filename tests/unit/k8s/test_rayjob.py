@@ -13,6 +13,7 @@ from flywheel.errors import K8sError
 from flywheel.k8s.checks import check_manifests
 from flywheel.k8s.kueue import teams_to_objects
 from flywheel.k8s.manifests import experiment_to_rayjob
+from flywheel.k8s.objects import to_yaml
 from flywheel.k8s.rayjob import MAX_RAYJOB_NAME_CHARS, K8sTarget, rayjob_name
 from flywheel.settings import Settings
 from flywheel.specs.experiment import ExperimentSpec
@@ -163,3 +164,13 @@ def test_the_submitter_pod_asks_for_what_the_namespace_quota_counts() -> None:
     (container,) = submitter["containers"]
     assert container["resources"]["requests"] == {"cpu": "500m", "memory": "1Gi"}
     assert "command" not in container  # KubeRay writes `ray job submit ...`
+
+
+def test_the_yaml_reads_back_as_the_objects_with_the_runtime_env_as_a_block() -> None:
+    spec = load_spec(REPO / "experiments/digits/train.yaml")
+    job = experiment_to_rayjob(
+        spec, "t.yaml", b"", load_teams(TEAMS), K8sTarget(), Settings(home=Path("/x")), JOB_ID
+    )
+    text = to_yaml([job, job])
+    assert "  runtimeEnvYAML: |\n    env_vars:\n" in text
+    assert list(yaml.safe_load_all(text)) == [job.to_manifest()] * 2
