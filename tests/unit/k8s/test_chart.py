@@ -265,3 +265,9 @@ def test_the_values_schema_rejects_bad_values(
 ) -> None:
     with pytest.raises(helm.HelmValuesError, match=message):
         chart.render(change, name=RELEASE, namespace=NAMESPACE)
+
+
+def test_a_team_with_an_unknown_priority_class_fails_the_render(chart: helm.Chart) -> None:
+    teams = {"teams": [{"name": "vision", "priority": "urgent", "quota": {"cpu": 1}}]}
+    with pytest.raises(helm.HelmRenderError, match="priority urgent, which is not in"):
+        chart.render({"teams": teams}, name=RELEASE, namespace=NAMESPACE)
