@@ -1,8 +1,9 @@
 """The one adapter over the kubernetes client: a :class:`~flywheel.k8s.backend.KubeRayApi`.
 
-Thin on purpose: each method is one API call, its errors translated into flywheel's. The
-backend's behaviour is tested through :class:`~flywheel.k8s.backend.InMemoryKubeRayApi`; no
-API server runs in this project's tests.
+Thin on purpose: each method is one API call, its errors translated into flywheel's. No API
+server runs in this project's tests: the backend's behaviour is tested through
+:class:`~flywheel.k8s.backend.InMemoryKubeRayApi`, and this adapter against a small HTTP server
+that speaks the API's paths (tests/unit/k8s/test_client.py).
 """
 
 from __future__ import annotations
