@@ -12,7 +12,7 @@ import re
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from kubernetes import client
@@ -29,8 +29,8 @@ _PATH = re.compile(
 class FakeApiServer(BaseHTTPRequestHandler):
     """Stores custom objects by path; refuses a RayJob named ``refused`` with 422."""
 
-    objects: dict[tuple[str, str, str], dict[str, Any]] = {}
-    patches: list[str] = []
+    objects: ClassVar[dict[tuple[str, str, str], dict[str, Any]]] = {}
+    patches: ClassVar[list[str]] = []
 
     def do_GET(self) -> None:
         ns, plural, name = self._where()
