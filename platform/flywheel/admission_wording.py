@@ -7,10 +7,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from flywheel.admission_ledger import EPSILON, RESOURCE_NAMES, Blocker, Ledger, Vec
 from flywheel.specs.teams import TeamsSpec
+
+#: Why a workload waits: the rule it breaks (a :class:`Blocker` kind), ``behind`` a higher
+#: priority of its team, or ``draining``: for its victims to stop.
+WaitKind = Literal[
+    "unknown_team",
+    "too_big",
+    "bigger_than_cluster",
+    "concurrency",
+    "limit",
+    "cohort",
+    "capacity",
+    "behind",
+    "draining",
+]
 
 #: Most holders a wait names; its reason counts the others.
 MAX_HOLDERS = 10
@@ -36,6 +50,7 @@ class Said:
     reason: str
     blocking_resource: str | None
     holders: tuple[str, ...]
+    kind: WaitKind
 
 
 @dataclass(frozen=True)
@@ -67,18 +82,19 @@ class Wording:
                 f"waits behind {ahead.id}, of higher priority ({ahead.priority}) in team "
                 f"{workload.team}'s queue: a team's higher priorities go first"
             )
-            return Said(reason, None, ())
+            return Said(reason, None, (), "behind")
         blocker = hold.blocker
         assert blocker is not None
         resource = None if blocker.resource is None else RESOURCE_NAMES[blocker.resource]
         if hold.draining:
             reason = self._draining(workload, blocker, hold.draining)
-            return Said(reason, resource, hold.draining[:MAX_HOLDERS])
+            return Said(reason, resource, hold.draining[:MAX_HOLDERS], "draining")
         holders = self._holders_of(workload.team, blocker)
         reason = self._reason(workload, blocker)
         if holders:
-            reason = f"{reason}; held by {_names(holders)}"
-        return Said(reason, resource, holders[:MAX_HOLDERS])
+            reason = f"{reason}; held by {names(holders)}"
+        kind: WaitKind = "limit" if blocker.kind == "quota" else blocker.kind
+        return Said(reason, resource, holders[:MAX_HOLDERS], kind)
 
     def _reason(self, workload: Named, blocker: Blocker) -> str:
         if blocker.kind == "unknown_team":
@@ -139,7 +155,7 @@ class Wording:
         resource = "capacity" if blocker.resource is None else RESOURCE_NAMES[blocker.resource]
         verb, done = ("is", "it has") if len(victims) == 1 else ("are", "they have")
         return (
-            f"{_names(victims)} {verb} being preempted to give team {workload.team} its "
+            f"{names(victims)} {verb} being preempted to give team {workload.team} its "
             f"{resource} quota back: admitted once {done} checkpointed and stopped"
         )
 
@@ -186,7 +202,8 @@ def preemption_reason(victim: Named, beneficiary: Named, blocker: Blocker) -> st
     )
 
 
-def _names(ids: tuple[str, ...]) -> str:
+def names(ids: tuple[str, ...]) -> str:
+    """The first three ids, and how many more there are."""
     shown = ", ".join(ids[:3])
     return f"{shown} and {len(ids) - 3} more" if len(ids) > 3 else shown
 

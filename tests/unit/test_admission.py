@@ -65,7 +65,12 @@ def test_admits_by_priority_then_submission_within_the_quota() -> None:
     decision = decide(teams(team("vision", 4)), BIG, queue)
     assert decision.admit == ("c", "a")
     [wait] = decision.waiting
-    assert (wait.workload, wait.position, wait.blocking_resource) == ("b", 1, "gpu")
+    assert (wait.workload, wait.position, wait.blocking_resource, wait.kind) == (
+        "b",
+        1,
+        "gpu",
+        "limit",
+    )
     assert set(wait.holders) == {"a", "c"}
     assert "team vision holds or is promised 4 GPUs of at most 4 GPUs" in wait.reason
 
@@ -77,6 +82,7 @@ def test_the_concurrency_cap_holds_and_names_who_runs() -> None:
     assert decision.admit == ()
     [wait] = decision.waiting
     assert wait.blocking_resource is None and wait.holders == ("a", "b")
+    assert wait.kind == "concurrency"
     assert "max_concurrent_experiments" in wait.reason
 
 
@@ -166,6 +172,7 @@ def test_the_owner_reclaims_its_quota_from_the_borrowed_work_that_loses_least() 
     assert "team vision needs its gpu quota back for mine" in preemption.reason
     [wait] = decision.waiting
     assert wait.holders == ("fresh",) and wait.blocking_resource == "gpu"
+    assert wait.kind == "draining"
     assert wait.reason.startswith("fresh is being preempted to give team vision its gpu quota back")
 
 

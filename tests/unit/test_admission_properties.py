@@ -15,7 +15,7 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flywheel.admission import Decision, Workload, decide
+from flywheel.admission import NEVER_FITS, Decision, Workload, decide
 from flywheel.specs.teams import Resources, TeamSpec, TeamsSpec
 
 EPSILON = 1e-6
@@ -135,6 +135,7 @@ def check(
         ]
         assert wait.position == len(earlier) + 1
         assert wait.reason and set(wait.holders) <= set(world)
+        assert (wait.kind in NEVER_FITS) == never_fits(spec, capacity, world[wait.workload])
 
     admitted = [world[i] for i in decision.admit]
     for wait in decision.waiting:
