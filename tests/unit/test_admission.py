@@ -155,6 +155,24 @@ def test_work_within_its_own_quota_goes_before_borrowing_work() -> None:
     assert decision.admit == ("owner",)  # language's 6 needs 2 of vision's lendable quota
 
 
+def test_idle_quota_goes_first_to_the_team_that_borrows_least() -> None:
+    spec = teams(team("a", 2, borrow=8), team("b", 2, borrow=8), team("c", 6))
+    held = [job("a-big", "a", 6, "admitted"), job("b-own", "b", 2, "admitted")]
+    queue = [job("a-more", "a", 2, at=1), job("b-more", "b", 2, at=2)]
+    decision = decide(spec, BIG, [*held, *queue])
+    assert decision.admit == ("b-more",)  # a borrows 4 of the cohort's 10 already, b nothing
+    assert "cohort shared has no more idle to lend" in waits(decision)["a-more"]
+
+
+def test_a_higher_fair_share_weight_borrows_first() -> None:
+    spec = teams(
+        team("a", 2, borrow=8, fair_share_weight=4.0), team("b", 2, borrow=8), team("c", 6)
+    )
+    held = [job("a-big", "a", 4, "admitted"), job("b-big", "b", 4, "admitted")]
+    queue = [job("b-more", "b", 2, at=1), job("a-more", "a", 2, at=2)]
+    assert decide(spec, BIG, [*held, *queue]).admit == ("a-more",)
+
+
 # --- reclaiming a quota --------------------------------------------------------------------------
 
 BORROWED = [
