@@ -167,7 +167,8 @@ def concurrent_workers(spec: ExperimentSpec) -> int:
     if spec.search is None:
         return workers
     per_trial = spec.search.trial_workers
-    busiest = max(s.max_concurrent for s in spec.search.resolved_stages(spec.train.epochs))
+    stages = spec.search.resolved_stages(spec.train.epochs)
+    busiest = max(min(s.max_concurrent, s.trials) for s in stages)  # as admission.demand_of
     return max(workers, busiest * per_trial)
 
 

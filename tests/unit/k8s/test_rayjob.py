@@ -174,3 +174,15 @@ def test_the_yaml_reads_back_as_the_objects_with_the_runtime_env_as_a_block() ->
     text = to_yaml([job, job])
     assert "  runtimeEnvYAML: |\n    env_vars:\n" in text
     assert list(yaml.safe_load_all(text)) == [job.to_manifest()] * 2
+
+
+def test_a_stage_with_fewer_trials_than_its_concurrency_asks_only_for_those() -> None:
+    spec = load_spec(REPO / "experiments/digits/search.yaml")
+    assert spec.search is not None
+    stages = [
+        s.model_copy(update={"trials": 1, "max_concurrent": 8}) for s in spec.search.stages or []
+    ]
+    search = spec.search.model_copy(update={"stages": stages, "trial_workers": 3})
+    manifest = render(spec.model_copy(update={"search": search}))
+    (group,) = manifest["spec"]["rayClusterSpec"]["workerGroupSpecs"]
+    assert group["replicas"] == 3  # one trial at a time, of 3 workers; the final training: 2
