@@ -431,6 +431,7 @@ def _child_env(settings: Settings, home: Path, extra: dict[str, str]) -> dict[st
     env["PATH"] = os.pathsep.join([python_bin, env.get("PATH", "")]).rstrip(os.pathsep)
     env["MLFLOW_TRACKING_URI"] = settings.tracking_uri
     env["FLYWHEEL_HOME"] = str(home)
+    env["FLYWHEEL_STORAGE_ROOT"] = settings.storage_root
     env.update(extra)
     return env
 

@@ -21,7 +21,7 @@ from typing import Any
 from optuna.storages.journal import BaseJournalBackend, JournalFileBackend
 
 from flywheel.storage.layout import join, parse_root
-from flywheel.storage.objects import create_bytes, list_names, read_bytes
+from flywheel.storage.objects import create_bytes, list_names, read_many
 
 #: Digits of an entry's number: names sort in log order.
 _NUMBER_DIGITS = 12
@@ -47,16 +47,15 @@ class ObjectJournalBackend(BaseJournalBackend):
     def read_logs(self, log_number_from: int) -> Iterable[dict[str, Any]]:
         """Every entry numbered ``log_number_from`` or later, in order."""
         numbers = sorted(n for n in map(_number, list_names(self._url)) if n is not None)
-        logs = []
-        for number in numbers:
-            if number < log_number_from:
-                continue
-            data = read_bytes(self._entry(number))
-            if data is None:  # listed, then gone: only a deleted journal does that
-                break
-            logs.append(json.loads(data))
         if numbers:
             self._next = max(self._next, numbers[-1] + 1)
+        wanted = [_name(n) for n in numbers if n >= log_number_from]
+        contents = read_many(self._url, wanted)
+        logs = []
+        for name in wanted:
+            if name not in contents:  # listed, then gone: only a deleted journal does that
+                break
+            logs.append(json.loads(contents[name]))
         return logs
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
@@ -68,7 +67,11 @@ class ObjectJournalBackend(BaseJournalBackend):
             self._next += 1
 
     def _entry(self, number: int) -> str:
-        return join(self._url, f"{number:0{_NUMBER_DIGITS}d}{_SUFFIX}")
+        return join(self._url, _name(number))
+
+
+def _name(number: int) -> str:
+    return f"{number:0{_NUMBER_DIGITS}d}{_SUFFIX}"
 
 
 def _number(name: str) -> int | None:

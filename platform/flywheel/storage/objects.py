@@ -131,6 +131,18 @@ def read_bytes(url: str) -> bytes | None:
             return None
 
 
+def read_many(folder_url: str, names: list[str]) -> dict[str, bytes]:
+    """The files ``names`` of the folder ``folder_url``, fetched concurrently; missing ones are
+    left out of the answer."""
+    if not names:
+        return {}
+    fs, path = filesystem(folder_url)
+    paths = {join(path, name): name for name in names}
+    with translated("read", folder_url):
+        contents = fs.cat(list(paths), on_error="omit")
+    return {paths[p]: bytes(data) for p, data in contents.items() if p in paths}
+
+
 def list_names(url: str) -> list[str]:
     """Sorted names of the files directly in the folder ``url`` (none if it is absent)."""
     fs, path = filesystem(url)
