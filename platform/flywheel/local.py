@@ -28,7 +28,7 @@ import httpx
 
 from flywheel.errors import PlatformError, PortInUseError
 from flywheel.settings import Settings
-from flywheel.storage.layout import StorageLayout
+from flywheel.storage_layout import StorageLayout
 
 __all__ = [
     "MLFLOW",

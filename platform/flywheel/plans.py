@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from flywheel.rollout import ServeTarget, serve_target
 from flywheel.settings import Settings
 from flywheel.specs.experiment import ExperimentSpec
-from flywheel.storage.layout import StorageLayout, parse_root
+from flywheel.storage_layout import StorageLayout, parse_root
 
 #: Where the plan lives inside the job's working directory.
 PLAN_PATH = PurePosixPath(".flywheel/plan.json")

@@ -35,7 +35,7 @@ from flywheel.specs.base import Scalar
 from flywheel.specs.search import AshaScheduler, Param, Stage
 from flywheel.storage.arrow import ray_storage
 from flywheel.storage.journal import journal_backend
-from flywheel.storage.layout import StorageLayout
+from flywheel.storage_layout import StorageLayout
 from flywheel.tracking import TAG_SEARCH_ID, ExperimentRun, end_stale_runs
 
 #: Trial user attribute marking a trial copied in from an earlier stage.

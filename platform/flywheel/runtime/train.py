@@ -31,7 +31,7 @@ from flywheel.runtime.task import LoadedTask, load_task
 from flywheel.specs.experiment import ExperimentSpec, ScalingSpec
 from flywheel.specs.parallel import data_coordinates
 from flywheel.storage.arrow import ray_storage
-from flywheel.storage.layout import StorageLayout
+from flywheel.storage_layout import StorageLayout
 from flywheel.tracking import TAG_RESUMED_FROM_EPOCH, log_epoch_metrics, set_run_tag
 
 CHECKPOINT_FILE = "checkpoint.pt"

@@ -21,7 +21,7 @@ from flywheel.specs.base import (
 from flywheel.specs.parallel import MeshShape, Strategy, resolve_mesh
 from flywheel.specs.search import ChoiceParam, SearchSpec
 from flywheel.specs.serving import ServeSpec
-from flywheel.storage.layout import parse_root
+from flywheel.storage_layout import parse_root
 
 #: A name the MLflow Model Registry accepts and that is safe in URLs and file names.
 REGISTRY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"

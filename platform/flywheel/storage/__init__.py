@@ -1,6 +1,6 @@
 """The storage root: a local directory or ``s3://bucket/prefix``, through one fsspec interface.
 
-- :mod:`flywheel.storage.layout`: every path under a root (pure);
+- :mod:`flywheel.storage_layout`: every path under a root (pure);
 - :mod:`flywheel.storage.objects`: atomic reads and writes, retries, errors (fsspec, s3fs);
 - :mod:`flywheel.storage.arrow`: the same filesystem for Ray Train and Tune (pyarrow);
 - :mod:`flywheel.storage.journal`: the Optuna journal of a search on the root.
@@ -11,7 +11,6 @@ pyarrow nor optuna.
 
 from __future__ import annotations
 
-from flywheel.storage.layout import StorageLayout, bucket_of, join, parse_root
 from flywheel.storage.objects import (
     create_bytes,
     download_tree,
@@ -22,6 +21,7 @@ from flywheel.storage.objects import (
     write_bytes,
     write_text,
 )
+from flywheel.storage_layout import StorageLayout, bucket_of, join, parse_root
 
 __all__ = [
     "StorageLayout",

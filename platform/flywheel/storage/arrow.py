@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import pyarrow.fs
 
-from flywheel.storage.layout import parse_root
 from flywheel.storage.objects import s3_filesystem
+from flywheel.storage_layout import parse_root
 
 
 @dataclass(frozen=True)

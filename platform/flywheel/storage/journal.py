@@ -20,8 +20,8 @@ from typing import Any
 
 from optuna.storages.journal import BaseJournalBackend, JournalFileBackend
 
-from flywheel.storage.layout import join, parse_root
 from flywheel.storage.objects import create_bytes, list_names, read_many
+from flywheel.storage_layout import join, parse_root
 
 #: Digits of an entry's number: names sort in log order.
 _NUMBER_DIGITS = 12

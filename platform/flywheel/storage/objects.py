@@ -38,7 +38,7 @@ from botocore.exceptions import BotoCoreError
 from fsspec.implementations.local import LocalFileSystem
 
 from flywheel.errors import StorageError
-from flywheel.storage.layout import join, parse_root
+from flywheel.storage_layout import join, parse_root
 
 #: Attempts per S3 request (the first included) unless AWS_MAX_ATTEMPTS says otherwise.
 DEFAULT_MAX_ATTEMPTS = 10

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from flywheel.errors import FlywheelError
-from flywheel.storage.layout import StorageLayout, bucket_of, join, parse_root
+from flywheel.storage_layout import StorageLayout, bucket_of, join, parse_root
 
 
 @pytest.mark.parametrize(
