@@ -33,8 +33,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import fsspec
-import s3fs
-from botocore.exceptions import BotoCoreError
 from fsspec.implementations.local import LocalFileSystem
 
 from flywheel.errors import StorageError
@@ -53,6 +51,8 @@ _AWS_VARIABLES = (
     "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE", "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_MAX_ATTEMPTS",
 )  # fmt: skip
+#: Packages whose exceptions mean that the store could not be reached or refused a request.
+_S3_CLIENT_PACKAGES = frozenset({"botocore", "aiobotocore", "aiohttp", "s3fs"})
 #: Variables whose values must never appear in an error message.
 _SECRET_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
@@ -66,7 +66,7 @@ def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
     return s3_filesystem(), path
 
 
-def s3_filesystem() -> s3fs.S3FileSystem:
+def s3_filesystem() -> fsspec.AbstractFileSystem:
     """s3fs configured with flywheel's timeouts and botocore's standard retries.
 
     One instance per AWS environment (endpoint, region, credentials, attempts): building its
@@ -78,9 +78,11 @@ def s3_filesystem() -> s3fs.S3FileSystem:
 
 
 @functools.lru_cache(maxsize=4)
-def _s3_filesystem(environment_digest: str) -> s3fs.S3FileSystem:
+def _s3_filesystem(environment_digest: str) -> fsspec.AbstractFileSystem:
+    """s3fs through fsspec's registry: loaded on first use, so the CLI does not pay for it."""
     max_attempts = int(os.environ.get("AWS_MAX_ATTEMPTS") or DEFAULT_MAX_ATTEMPTS)
-    return s3fs.S3FileSystem(
+    return fsspec.filesystem(
+        "s3",
         skip_instance_cache=True,
         use_listings_cache=False,
         config_kwargs={
@@ -234,9 +236,18 @@ def translated(operation: str, url: str) -> Iterator[None]:
             raise
         reason = redact(f"{type(e).__name__}: {e}")
         raise StorageError(operation, url, parse_root(url).bucket, reason) from None
-    except (OSError, BotoCoreError, ValueError) as e:
+    except Exception as e:
+        if not _is_storage_failure(e):
+            raise
         reason = redact(f"{type(e).__name__}: {e}")
         raise StorageError(operation, url, parse_root(url).bucket, reason) from None
+
+
+def _is_storage_failure(error: Exception) -> bool:
+    """An OS error, or one raised by the S3 client stack (botocore's connection errors are not
+    OSErrors; s3fs translates the rest). Anything else is a bug and keeps its traceback."""
+    package = type(error).__module__.split(".", 1)[0]
+    return isinstance(error, OSError) or package in _S3_CLIENT_PACKAGES
 
 
 def redact(text: str) -> str:
