@@ -142,6 +142,7 @@ def test_an_s3_outage_mid_run_is_ridden_out_or_fails_cleanly_and_resumes(
     for update in client.follow(job_id, poll_s=0.5):
         if any(e.stage == "search" and (e.epoch or 0) >= 1 for e in update.events):
             break
+    assert not update.job.finished, "the outage must fall in the middle of the run"
     s3_platform.server.stop()
     try:
         time.sleep(OUTAGE_S)  # not a timing assertion: how long S3 stays away
