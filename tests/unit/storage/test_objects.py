@@ -146,3 +146,22 @@ def test_the_s3_filesystem_retries_with_the_configured_attempts(
     assert path == f"{s3_bucket}/p"
     retries = fs.config_kwargs["retries"]  # type: ignore[attr-defined]
     assert retries == {"mode": "standard", "max_attempts": 7}
+
+
+def test_an_upload_that_cannot_reach_s3_leaves_the_kept_tree_as_it_was(
+    s3_server: S3Server, s3_bucket: str, tmp_path: Path
+) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    (first / "a.txt").write_text("kept")
+    (second / "a.txt").write_text("new")
+    url = upload_tree(first, f"s3://{s3_bucket}/fw/bundles/job-1")
+    s3_server.stop()
+    try:
+        with pytest.raises(StorageError, match="cannot upload"):
+            upload_tree(second, url)
+    finally:
+        s3_server.start()
+    assert is_complete_tree(url)
+    assert download_tree(url, tmp_path / "copy").joinpath("a.txt").read_text() == "kept"
