@@ -11,8 +11,8 @@ The rules, in the order :func:`decide` applies them:
    ``max_concurrent_experiments``) is admitted, in queue order. When it fits the quota but its
    cohort's pool or the cluster is full because other teams borrowed, the team reclaims its quota:
    borrowed, preemptible work of other teams is preempted, the victims that lose the least work
-   first (the freshest checkpoint, then the lowest priority), as few as suffice. The workload
-   waits, its demand reserved, until the victims have drained.
+   first (the freshest checkpoint, or admission if later, then the lowest priority), as few as
+   suffice. The workload waits, its demand reserved, until the victims have drained.
 3. Second pass: what is still queued may borrow the cohort's idle lendable quota, up to its team's
    borrowing limit. Among equal priorities the team that borrows least for its
    ``fair_share_weight`` goes first (Kueue's fair sharing); each team's work in queue order.
@@ -33,15 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from flywheel.admission_ledger import (
-    EPSILON,
-    ZERO,
-    Blocker,
-    Ledger,
-    Vec,
-    add,
-    vec,
-)
+from flywheel.admission_ledger import EPSILON, ZERO, Blocker, Ledger, Vec, add, vec
 from flywheel.admission_wording import Hold, WaitKind, Wording, preemption_reason
 from flywheel.plans import JobPlan
 from flywheel.specs.experiment import ScalingSpec
@@ -51,7 +43,6 @@ WorkloadState = Literal["queued", "admitted"]
 
 #: Wait kinds that no amount of waiting resolves: the workload or the teams file must change.
 NEVER_FITS: frozenset[str] = frozenset({"unknown_team", "too_big", "bigger_than_cluster"})
-
 
 _GIB = 2**30
 
@@ -176,26 +167,32 @@ class _Decider:
         self.holding = sorted((w for w in workloads if w.state == "admitted"), key=lambda w: w.id)
         self.queue = sorted((w for w in workloads if w.state == "queued"), key=queue_order)
         self.committed = Ledger.of(teams, capacity)
-        for workload in self.holding:
-            self.committed.hold(workload.team, self.demand[workload.id])
+        self.committed.load([(w.team, self.demand[w.id]) for w in self.holding])
         self.projected = self.committed.copy()
         for workload in self.holding:
             if workload.draining:
                 self.projected.hold(workload.team, self.demand[workload.id], -1)
-        self.candidates = sorted(
-            (
-                w
-                for w in self.holding
-                if w.preemptible and not w.draining and w.team in self.committed.teams
-            ),
-            key=loss_order,
-        )
+        self._candidates: list[Workload] | None = None
         self.admitted: list[Workload] = []
         self.preemptions: list[Preemption] = []
         self.victims: set[str] = set()
         self.reserved: set[str] = set()
         self.holds: dict[str, Hold] = {}
         self.never: set[str] = set()
+
+    @property
+    def candidates(self) -> list[Workload]:
+        """Work that may be preempted, the least loss first; sorted when first needed."""
+        if self._candidates is None:
+            self._candidates = sorted(
+                (
+                    w
+                    for w in self.holding
+                    if w.preemptible and not w.draining and w.team in self.committed.teams
+                ),
+                key=loss_order,
+            )
+        return self._candidates
 
     def admit_within_quotas(self) -> None:
         """First pass: admit, or reclaim a quota for, what fits its team's nominal quota."""
