@@ -12,7 +12,7 @@ on simulated clusters of 64 and 1,000 GPUs through four policies, three of them 
 
 Then ``decide``'s own cost per decision with 10,000 queued workloads, against sorting that queue.
 
-    .venv/bin/python -m benchmarks.scheduling [--hours-small 72] [--hours-large 24] [--seed 0]
+    .venv/bin/python -m benchmarks.scheduling [--hours-small 48] [--hours-large 24] [--seed 0]
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from flywheel.specs.teams import Resources
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--hours-small", type=float, default=72.0)
+    parser.add_argument("--hours-small", type=float, default=48.0)
     parser.add_argument("--hours-large", type=float, default=24.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--warmup", type=float, default=0.25, help="share of the run not measured")
