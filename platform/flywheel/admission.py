@@ -179,6 +179,7 @@ class _Decider:
         self.reserved: set[str] = set()
         self.holds: dict[str, Hold] = {}
         self.never: set[str] = set()
+        self.no_victims: set[tuple[str, str, int | None]] = set()  # (team, kind, resource)
 
     @property
     def candidates(self) -> list[Workload]:
@@ -296,21 +297,10 @@ class _Decider:
 
         On success the workload's demand is reserved and it waits for its victims to drain.
         """
+        victims = self._choose_victims(workload)
+        if victims is None:
+            return
         demand = self.demand[workload.id]
-        chosen: list[Workload] = []
-        needs = self.projected.blocker(workload.team, demand, borrow=False)
-        while needs is not None:
-            victim = (
-                self._next_victim(workload, needs, chosen) if needs.kind in _RECLAIMABLE else None
-            )
-            if victim is None:
-                for taken in chosen:
-                    self.projected.hold(taken.team, self.demand[taken.id])
-                return
-            self.projected.hold(victim.team, self.demand[victim.id], -1)
-            chosen.append(victim)
-            needs = self.projected.blocker(workload.team, demand, borrow=False)
-        victims = self._fewest(workload, chosen)
         self.committed.hold(workload.team, demand)
         self.projected.hold(workload.team, demand)
         self.reserved.add(workload.id)
@@ -321,6 +311,31 @@ class _Decider:
             )
         draining = tuple(v.id for v in victims) or self._draining_for(workload, blocker)
         self.holds[workload.id] = Hold(blocker, draining=draining)
+
+    def _choose_victims(self, workload: Workload) -> list[Workload] | None:
+        """The fewest victims, least loss first, after which ``workload`` fits once they (and
+        what already drains) have stopped; None when no borrowed work can make room.
+
+        The victims come out of ``projected``; on None it is left as it was.
+        """
+        demand = self.demand[workload.id]
+        chosen: list[Workload] = []
+        needs = self.projected.blocker(workload.team, demand, borrow=False)
+        while needs is not None:
+            key = (workload.team, needs.kind, needs.resource)
+            victim = None
+            if needs.kind in _RECLAIMABLE and key not in self.no_victims:
+                victim = self._next_victim(workload, needs, chosen)
+            if victim is None:
+                if not chosen:  # none now, none later: candidates only go in this pass
+                    self.no_victims.add(key)
+                for taken in chosen:
+                    self.projected.hold(taken.team, self.demand[taken.id])
+                return None
+            self.projected.hold(victim.team, self.demand[victim.id], -1)
+            chosen.append(victim)
+            needs = self.projected.blocker(workload.team, demand, borrow=False)
+        return self._fewest(workload, chosen)
 
     def _next_victim(
         self, workload: Workload, needs: Blocker, chosen: list[Workload]

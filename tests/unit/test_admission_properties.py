@@ -146,6 +146,9 @@ def check(
             assert not (early.team == late.team and early.priority < late.priority), (early, late)
 
     check_preemptions(spec, world, decision, set(waiting))
+    beneficiaries = {p.beneficiary for p in decision.preempt}
+    if len(beneficiaries) == 1 and not any(w.draining for w in holding):
+        check_as_few_victims_as_suffice(spec, capacity, world, decision, after)
     if not decision.preempt and not any(w.draining for w in holding):
         check_nothing_that_fits_is_left_waiting(spec, capacity, world, decision, after)
 
@@ -172,6 +175,23 @@ def check_preemptions(
             add(Resources(cpu=held[0], gpu=int(held[1]), memory_gib=held[2]), beneficiary.demand),
             vec(owner.quota),
         )
+
+
+def check_as_few_victims_as_suffice(
+    spec: TeamsSpec,
+    capacity: Resources,
+    world: dict[str, Workload],
+    decision: Decision,
+    after: list[Workload],
+) -> None:
+    """Once its victims have gone, the beneficiary fits; without any one of them, it would not."""
+    beneficiary = world[decision.preempt[0].beneficiary]
+    victims = {p.victim for p in decision.preempt}
+    remaining = [w for w in after if w.id not in victims]
+    assert fits(spec, capacity, [*remaining, beneficiary]), "the victims do not make room"
+    for spared in victims:
+        kept = [*remaining, world[spared], beneficiary]
+        assert not fits(spec, capacity, kept), f"{spared} was preempted for nothing"
 
 
 def check_nothing_that_fits_is_left_waiting(
