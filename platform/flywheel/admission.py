@@ -37,6 +37,7 @@ from flywheel.admission_ledger import EPSILON, ZERO, Blocker, Ledger, Vec, add, 
 from flywheel.admission_wording import Hold, WaitKind, Wording, preemption_reason
 from flywheel.plans import JobPlan
 from flywheel.specs.experiment import ScalingSpec
+from flywheel.specs.serving import ServeSpec
 from flywheel.specs.teams import Resources, TeamsSpec
 
 WorkloadState = Literal["queued", "admitted"]
@@ -151,6 +152,29 @@ def demand_of(plan: JobPlan) -> Resources:
                 max(peak[2], concurrent[2]),
             )
     return _resources(peak)
+
+
+def demand_of_serving(serve: ServeSpec, replicas: int | None = None) -> Resources:
+    """What a served model version holds: ``replicas`` (default: its ``max_replicas``) times the
+    resources of a replica. Pass ``min_replicas`` for the part training may never take back."""
+    count = serve.autoscaling.max_replicas if replicas is None else replicas
+    per_replica = serve.resources
+    memory_gib = (per_replica.memory_mib or 0) / 1024
+    return _resources(_times((per_replica.num_cpus, per_replica.num_gpus, memory_gib), count))
+
+
+def lost_work_s(workload: Workload, stopped_at_s: float) -> float | None:
+    """Seconds of work a preempted workload loses when it stops at ``stopped_at_s``: the time
+    since the later of its last checkpoint and its admission (the order :func:`loss_order`
+    ranks victims by). None when neither time is known."""
+    marks = [t for t in (workload.last_checkpoint_at_s, workload.admitted_at_s) if t is not None]
+    return max(0.0, stopped_at_s - max(marks)) if marks else None
+
+
+def lost_gpu_s(workload: Workload, stopped_at_s: float) -> float | None:
+    """GPU-seconds lost: :func:`lost_work_s` times the workload's GPUs (0 for CPU-only work)."""
+    lost_s = lost_work_s(workload, stopped_at_s)
+    return None if lost_s is None else lost_s * workload.demand.gpu
 
 
 class _Decider:
