@@ -12,7 +12,7 @@ on simulated clusters of 64 and 1,000 GPUs through four policies, three of them 
 
 Then ``decide``'s own cost per decision with 10,000 queued workloads, against sorting that queue.
 
-    .venv/bin/python -m benchmarks.scheduling [--hours-small 72] [--hours-large 24] [--seed 0]
+    .venv/bin/python -m benchmarks.scheduling [--hours-small 48] [--hours-large 24] [--seed 0]
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from benchmarks.scheduling.workload import (
     LARGE,
     SMALL,
     ClusterShape,
+    Job,
     capacity,
     generate,
     teams_file,
@@ -39,21 +40,25 @@ from flywheel.specs.teams import Resources
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--hours-small", type=float, default=72.0)
+    parser.add_argument("--hours-small", type=float, default=48.0)
     parser.add_argument("--hours-large", type=float, default=24.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--warmup", type=float, default=0.25, help="share of the run not measured")
     parser.add_argument("--queued", type=int, default=10_000)
     args = parser.parse_args(argv)
     for shape, hours in ((SMALL, args.hours_small), (LARGE, args.hours_large)):
-        print(f"\n{shape.name}, {hours:g} hours, seed {args.seed}\n")
-        print(outcome_table(compare(shape, hours, args.seed)))
+        jobs = generate(shape, hours, args.seed)
+        offered = sum(j.gpus * j.duration_s for j in jobs) / (shape.gpus * hours * 3600)
+        print(f"\n{shape.name}, {hours:g} hours (the first {args.warmup:.0%} not measured), "
+              f"seed {args.seed}: {len(jobs):,} jobs offering {offered:.2f}x the cluster's "
+              "GPU-hours\n")  # fmt: skip
+        print(outcome_table(compare(shape, jobs, hours, args.warmup)))
     print(f"\nCost of one decision, {LARGE.name}, {args.queued:,} queued\n")
     print(cost_table(decision_cost(args.queued, args.seed)))
 
 
-def compare(shape: ClusterShape, hours: float, seed: int) -> list[Outcome]:
+def compare(shape: ClusterShape, jobs: list[Job], hours: float, warmup: float) -> list[Outcome]:
     """Every policy on the same jobs."""
-    jobs = generate(shape, hours, seed)
     cluster = capacity(shape)
     borrowing, strict = teams_file(shape, borrowing=True), teams_file(shape, borrowing=False)
     policies: dict[str, Policy] = {
@@ -64,8 +69,9 @@ def compare(shape: ClusterShape, hours: float, seed: int) -> list[Outcome]:
     }
     shares = {f"team-{i}": share for i, share in enumerate(shape.shares)}
     horizon_s = hours * 3600.0
+    window_s = (warmup * horizon_s, horizon_s)
     return [
-        outcome(name, simulate(jobs, policy, horizon_s), shares, shape.gpus, horizon_s)
+        outcome(name, simulate(jobs, policy, horizon_s), shares, shape.gpus, window_s)
         for name, policy in policies.items()
     ]
 
@@ -73,13 +79,16 @@ def compare(shape: ClusterShape, hours: float, seed: int) -> list[Outcome]:
 def outcome_table(outcomes: list[Outcome]) -> str:
     rows = [
         "| policy | GPU utilization | Jain's fairness (GPU-h / quota share) | median wait (h) "
-        "| p95 wait (h) | GPU-h lost to preemption | preemptions | ms per decision |",
-        "|---|---|---|---|---|---|---|---|",
+        "| p95 wait (h) | median wait, high / normal / low priority (h) "
+        "| GPU-h lost to preemption | preemptions | ms per decision |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for o in outcomes:
+        by_priority = " / ".join(f"{h:.2f}" for h in o.median_wait_by_priority_h.values())
         rows.append(
             f"| {o.policy} | {o.utilization:.1%} | {o.fairness:.3f} | {o.median_wait_h:.2f} "
-            f"| {o.p95_wait_h:.2f} | {o.lost_gpu_h:,.1f} | {o.preemptions} | {o.decide_ms:.1f} |"
+            f"| {o.p95_wait_h:.2f} | {by_priority} | {o.lost_gpu_h:,.1f} | {o.preemptions} "
+            f"| {o.decide_ms:.1f} |"
         )
     return "\n".join(rows)
 

@@ -33,7 +33,7 @@ class _Run:
     started_s: float = 0.0
     first_admitted_s: float | None = None
     held: list[tuple[float, float]] = field(default_factory=list)  # intervals holding its GPUs
-    lost_gpu_s: float = 0.0
+    losses: list[tuple[float, float]] = field(default_factory=list)  # (when, GPU-s lost)
     token: int = 0  # invalidates the end event of an interrupted run
 
 
@@ -56,16 +56,14 @@ def simulate(
     for seq, job in enumerate(jobs):
         heapq.heappush(events, (job.arrival_s, seq, "arrive", job.id, 0))
     seq, now_s, preemptions, decisions, decide_s = len(jobs), 0.0, 0, 0, 0.0
-    demands: dict[int, Resources] = {}
+    views = _Views()
     while now_s < horizon_s:
         changed = False
         while events and events[0][0] <= now_s:
             _, _, kind, job_id, token = heapq.heappop(events)
             changed |= _happen(runs[job_id], kind, token)
         if changed:
-            workloads = [
-                _workload(run, now_s, demands) for run in runs.values() if run.state in _LIVE
-            ]
+            workloads = [views.of(run, now_s) for run in runs.values() if run.state in _LIVE]
             started = time.perf_counter()
             decision = policy(now_s, workloads)
             decide_s += time.perf_counter() - started
@@ -118,25 +116,41 @@ def _preempt(run: _Run, now_s: float, drain_s: float) -> None:
     elapsed_s = now_s - run.started_s
     saved_s = math.floor(elapsed_s / run.job.checkpoint_interval_s) * run.job.checkpoint_interval_s
     run.remaining_s -= saved_s
-    run.lost_gpu_s += (elapsed_s - saved_s + drain_s) * run.job.gpus
+    run.losses.append((now_s, (elapsed_s - saved_s + drain_s) * run.job.gpus))
     run.state = "draining"
     run.token += 1
     start_s, _ = run.held[-1]
     run.held[-1] = (start_s, now_s + drain_s)
 
 
-def _workload(run: _Run, now_s: float, demands: dict[int, Resources]) -> Workload:
-    job = run.job
-    demand = demands.get(job.gpus) or demands.setdefault(job.gpus, Resources(gpu=job.gpus))
-    if run.state == "waiting":
-        return Workload(job.id, job.team, job.priority, job.arrival_s, demand, "queued")
-    interval_s = job.checkpoint_interval_s
-    checkpoint_s = run.started_s + math.floor((now_s - run.started_s) / interval_s) * interval_s
-    return Workload(
-        job.id, job.team, job.priority, job.arrival_s, demand, "admitted",
-        last_checkpoint_at_s=checkpoint_s, admitted_at_s=run.started_s,
-        draining=run.state == "draining",
-    )  # fmt: skip
+class _Views:
+    """Each run as a :class:`Workload`, made again only when what the policy sees changes."""
+
+    def __init__(self) -> None:
+        self._demands: dict[int, Resources] = {}
+        self._made: dict[str, tuple[tuple[str, float, float], Workload]] = {}
+
+    def of(self, run: _Run, now_s: float) -> Workload:
+        job = run.job
+        interval_s = job.checkpoint_interval_s
+        checkpoint_s = run.started_s + math.floor((now_s - run.started_s) / interval_s) * interval_s
+        key = (run.state, run.started_s, checkpoint_s if run.state != "waiting" else 0.0)
+        made = self._made.get(job.id)
+        if made is not None and made[0] == key:
+            return made[1]
+        demand = self._demands.get(job.gpus) or self._demands.setdefault(
+            job.gpus, Resources(gpu=job.gpus)
+        )
+        if run.state == "waiting":
+            view = Workload(job.id, job.team, job.priority, job.arrival_s, demand, "queued")
+        else:
+            view = Workload(
+                job.id, job.team, job.priority, job.arrival_s, demand, "admitted",
+                last_checkpoint_at_s=checkpoint_s, admitted_at_s=run.started_s,
+                draining=run.state == "draining",
+            )  # fmt: skip
+        self._made[job.id] = (key, view)
+        return view
 
 
 # --- the policies ---------------------------------------------------------------------------------
@@ -156,14 +170,23 @@ def kueue_like(teams: TeamsSpec, capacity: Resources) -> Policy:
     Kueue's exactly.
     """
 
+    seen: dict[str, tuple[Workload, Workload]] = {}  # id: (workload, its view), made once
+
     def policy(now_s: float, workloads: Sequence[Workload]) -> Decision:
-        blind = [w if w.state == "queued" else _kueue_view(w) for w in workloads]
-        return decide(teams, capacity, blind)
+        views = [w if w.state == "queued" else _blind(seen, w) for w in workloads]
+        return decide(teams, capacity, views)
 
     return policy
 
 
-def _kueue_view(workload: Workload) -> Workload:
+def _blind(seen: dict[str, tuple[Workload, Workload]], workload: Workload) -> Workload:
+    made = seen.get(workload.id)
+    if made is None or made[0] is not workload:
+        made = seen[workload.id] = (workload, kueue_view(workload))
+    return made[1]
+
+
+def kueue_view(workload: Workload) -> Workload:
     """No checkpoint; an admission time that sorts by priority first, then recency."""
     admitted_at_s = (workload.admitted_at_s or 0.0) - workload.priority * _PRIORITY_SHIFT_S
     return replace(workload, last_checkpoint_at_s=None, admitted_at_s=admitted_at_s)

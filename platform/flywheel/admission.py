@@ -11,8 +11,8 @@ The rules, in the order :func:`decide` applies them:
    ``max_concurrent_experiments``) is admitted, in queue order. When it fits the quota but its
    cohort's pool or the cluster is full because other teams borrowed, the team reclaims its quota:
    borrowed, preemptible work of other teams is preempted, the victims that lose the least work
-   first (the freshest checkpoint, then the lowest priority), as few as suffice. The workload
-   waits, its demand reserved, until the victims have drained.
+   first (the freshest checkpoint, or admission if later, then the lowest priority), as few as
+   suffice. The workload waits, its demand reserved, until the victims have drained.
 3. Second pass: what is still queued may borrow the cohort's idle lendable quota, up to its team's
    borrowing limit. Among equal priorities the team that borrows least for its
    ``fair_share_weight`` goes first (Kueue's fair sharing); each team's work in queue order.
@@ -33,25 +33,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from flywheel.admission_ledger import (
-    EPSILON,
-    ZERO,
-    Blocker,
-    Ledger,
-    Vec,
-    add,
-    vec,
-)
+from flywheel.admission_ledger import EPSILON, ZERO, Blocker, Ledger, Vec, add, vec
 from flywheel.admission_wording import Hold, WaitKind, Wording, preemption_reason
 from flywheel.plans import JobPlan
 from flywheel.specs.experiment import ScalingSpec
+from flywheel.specs.serving import ServeSpec
 from flywheel.specs.teams import Resources, TeamsSpec
 
 WorkloadState = Literal["queued", "admitted"]
 
 #: Wait kinds that no amount of waiting resolves: the workload or the teams file must change.
 NEVER_FITS: frozenset[str] = frozenset({"unknown_team", "too_big", "bigger_than_cluster"})
-
 
 _GIB = 2**30
 
@@ -162,6 +154,29 @@ def demand_of(plan: JobPlan) -> Resources:
     return _resources(peak)
 
 
+def demand_of_serving(serve: ServeSpec, replicas: int | None = None) -> Resources:
+    """What a served model version holds: ``replicas`` (default: its ``max_replicas``) times the
+    resources of a replica. Pass ``min_replicas`` for the part training may never take back."""
+    count = serve.autoscaling.max_replicas if replicas is None else replicas
+    per_replica = serve.resources
+    memory_gib = (per_replica.memory_mib or 0) / 1024
+    return _resources(_times((per_replica.num_cpus, per_replica.num_gpus, memory_gib), count))
+
+
+def lost_work_s(workload: Workload, stopped_at_s: float) -> float | None:
+    """Seconds of work a preempted workload loses when it stops at ``stopped_at_s``: the time
+    since the later of its last checkpoint and its admission (the order :func:`loss_order`
+    ranks victims by). None when neither time is known."""
+    marks = [t for t in (workload.last_checkpoint_at_s, workload.admitted_at_s) if t is not None]
+    return max(0.0, stopped_at_s - max(marks)) if marks else None
+
+
+def lost_gpu_s(workload: Workload, stopped_at_s: float) -> float | None:
+    """GPU-seconds lost: :func:`lost_work_s` times the workload's GPUs (0 for CPU-only work)."""
+    lost_s = lost_work_s(workload, stopped_at_s)
+    return None if lost_s is None else lost_s * workload.demand.gpu
+
+
 class _Decider:
     """One decision in the making: the books, and what has been decided so far.
 
@@ -176,26 +191,33 @@ class _Decider:
         self.holding = sorted((w for w in workloads if w.state == "admitted"), key=lambda w: w.id)
         self.queue = sorted((w for w in workloads if w.state == "queued"), key=queue_order)
         self.committed = Ledger.of(teams, capacity)
-        for workload in self.holding:
-            self.committed.hold(workload.team, self.demand[workload.id])
+        self.committed.load([(w.team, self.demand[w.id]) for w in self.holding])
         self.projected = self.committed.copy()
         for workload in self.holding:
             if workload.draining:
                 self.projected.hold(workload.team, self.demand[workload.id], -1)
-        self.candidates = sorted(
-            (
-                w
-                for w in self.holding
-                if w.preemptible and not w.draining and w.team in self.committed.teams
-            ),
-            key=loss_order,
-        )
+        self._candidates: list[Workload] | None = None
         self.admitted: list[Workload] = []
         self.preemptions: list[Preemption] = []
         self.victims: set[str] = set()
         self.reserved: set[str] = set()
         self.holds: dict[str, Hold] = {}
         self.never: set[str] = set()
+        self.no_victims: set[tuple[str, str, int | None]] = set()  # (team, kind, resource)
+
+    @property
+    def candidates(self) -> list[Workload]:
+        """Work that may be preempted, the least loss first; sorted when first needed."""
+        if self._candidates is None:
+            self._candidates = sorted(
+                (
+                    w
+                    for w in self.holding
+                    if w.preemptible and not w.draining and w.team in self.committed.teams
+                ),
+                key=loss_order,
+            )
+        return self._candidates
 
     def admit_within_quotas(self) -> None:
         """First pass: admit, or reclaim a quota for, what fits its team's nominal quota."""
@@ -299,21 +321,10 @@ class _Decider:
 
         On success the workload's demand is reserved and it waits for its victims to drain.
         """
+        victims = self._choose_victims(workload)
+        if victims is None:
+            return
         demand = self.demand[workload.id]
-        chosen: list[Workload] = []
-        needs = self.projected.blocker(workload.team, demand, borrow=False)
-        while needs is not None:
-            victim = (
-                self._next_victim(workload, needs, chosen) if needs.kind in _RECLAIMABLE else None
-            )
-            if victim is None:
-                for taken in chosen:
-                    self.projected.hold(taken.team, self.demand[taken.id])
-                return
-            self.projected.hold(victim.team, self.demand[victim.id], -1)
-            chosen.append(victim)
-            needs = self.projected.blocker(workload.team, demand, borrow=False)
-        victims = self._fewest(workload, chosen)
         self.committed.hold(workload.team, demand)
         self.projected.hold(workload.team, demand)
         self.reserved.add(workload.id)
@@ -324,6 +335,31 @@ class _Decider:
             )
         draining = tuple(v.id for v in victims) or self._draining_for(workload, blocker)
         self.holds[workload.id] = Hold(blocker, draining=draining)
+
+    def _choose_victims(self, workload: Workload) -> list[Workload] | None:
+        """The fewest victims, least loss first, after which ``workload`` fits once they (and
+        what already drains) have stopped; None when no borrowed work can make room.
+
+        The victims come out of ``projected``; on None it is left as it was.
+        """
+        demand = self.demand[workload.id]
+        chosen: list[Workload] = []
+        needs = self.projected.blocker(workload.team, demand, borrow=False)
+        while needs is not None:
+            key = (workload.team, needs.kind, needs.resource)
+            victim = None
+            if needs.kind in _RECLAIMABLE and key not in self.no_victims:
+                victim = self._next_victim(workload, needs, chosen)
+            if victim is None:
+                if not chosen:  # none now, none later: candidates only go in this pass
+                    self.no_victims.add(key)
+                for taken in chosen:
+                    self.projected.hold(taken.team, self.demand[taken.id])
+                return None
+            self.projected.hold(victim.team, self.demand[victim.id], -1)
+            chosen.append(victim)
+            needs = self.projected.blocker(workload.team, demand, borrow=False)
+        return self._fewest(workload, chosen)
 
     def _next_victim(
         self, workload: Workload, needs: Blocker, chosen: list[Workload]

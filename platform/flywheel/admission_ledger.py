@@ -153,6 +153,27 @@ class Ledger:
         }
         return Ledger(self.capacity, teams, cohorts, self.used)
 
+    def load(self, holdings: Iterable[tuple[str, Vec]]) -> None:
+        """Count every ``(team, demand)`` as held: :meth:`hold` for many, summed once per team."""
+        used: dict[str, list[float]] = {}
+        running: dict[str, int] = {}
+        for team, demand in holdings:
+            sums = used.setdefault(team, [0.0, 0.0, 0.0])
+            sums[0] += demand[0]
+            sums[1] += demand[1]
+            sums[2] += demand[2]
+            running[team] = running.get(team, 0) + 1
+        for team, sums in used.items():
+            amount = (sums[0], sums[1], sums[2])
+            book = self.teams.get(team)
+            self.used = add(self.used, amount)
+            if book is not None:
+                book.used, book.running = add(book.used, amount), book.running + running[team]
+        for cohort in self.cohorts.values():
+            cohort.drawn = total(
+                _beyond(self.teams[name].used, self.teams[name].reserved) for name in cohort.members
+            )
+
     def hold(self, team: str, demand: Vec, sign: int = 1) -> None:
         """Count ``demand`` as held by ``team`` (``sign`` -1: as given back)."""
         amount = demand if sign > 0 else sub(ZERO, demand)

@@ -73,10 +73,21 @@ class Wording:
         self.holding = holding
         self.demand = demand
         self._holders: dict[tuple[str, str | None, int | None], tuple[str, ...]] = {}
-        self._reasons: dict[tuple[str, Blocker, Vec], str] = {}  # many waits read the same
+        self._said: dict[tuple[str, Blocker | None, str | None, tuple[str, ...], Vec], Said] = {}
 
     def wait(self, workload: Named, hold: Hold) -> Said:
-        """Why ``workload`` waits, in words, and who holds what it needs."""
+        """Why ``workload`` waits, in words, and who holds what it needs.
+
+        Waits of one team for the same reason and demand read the same: they are worded once.
+        """
+        behind = None if hold.behind is None else hold.behind.id
+        key = (workload.team, hold.blocker, behind, hold.draining, self.demand[workload.id])
+        said = self._said.get(key)
+        if said is None:
+            said = self._said[key] = self._say(workload, hold)
+        return said
+
+    def _say(self, workload: Named, hold: Hold) -> Said:
         if hold.behind is not None:
             ahead = hold.behind
             reason = (
@@ -91,10 +102,7 @@ class Wording:
             reason = self._draining(workload, blocker, hold.draining)
             return Said(reason, resource, hold.draining[:MAX_HOLDERS], "draining")
         holders = self._holders_of(workload.team, blocker)
-        key = (workload.team, blocker, self.demand[workload.id])
-        reason = self._reasons.get(key) or self._reasons.setdefault(
-            key, self._reason(workload, blocker)
-        )
+        reason = self._reason(workload, blocker)
         if holders:
             reason = f"{reason}; held by {names(holders)}"
         kind: WaitKind = "limit" if blocker.kind == "quota" else blocker.kind

@@ -14,13 +14,17 @@ from flywheel.admission import (
     Workload,
     decide,
     demand_of,
+    demand_of_serving,
     loss_order,
+    lost_gpu_s,
+    lost_work_s,
     queue_order,
     usage_by_team,
 )
 from flywheel.plans import JobPlan, spec_to_job_plan
 from flywheel.settings import Settings
 from flywheel.specs import ExperimentSpec, load_spec
+from flywheel.specs.serving import ServeSpec
 from flywheel.specs.teams import Resources, TeamsSpec, load_teams
 
 REPO = Path(__file__).resolve().parents[2]
@@ -357,3 +361,24 @@ def test_demand_of_the_default_search_plan_uses_its_stages() -> None:
     ) == (
         Resources(cpu=2)  # both default stages run 2 trials at a time
     )
+
+
+def test_demand_of_a_served_model_is_its_replicas() -> None:
+    serve = ServeSpec.model_validate(
+        {"autoscaling": {"min_replicas": 1, "max_replicas": 3},
+         "resources": {"num_cpus": 0.5, "num_gpus": 0.25, "memory_mib": 512}}
+    )  # fmt: skip
+    assert demand_of_serving(serve) == Resources(cpu=1.5, gpu=1, memory_gib=1.5)
+    assert demand_of_serving(serve, replicas=1) == Resources(cpu=0.5, gpu=1, memory_gib=0.5)
+
+
+def test_lost_work_runs_from_the_later_of_checkpoint_and_admission() -> None:
+    checkpointed = job(
+        "c", "vision", 4, "admitted", admitted_at_s=100.0, last_checkpoint_at_s=700.0
+    )
+    assert lost_gpu_s(checkpointed, stopped_at_s=1000.0) == 1200.0
+    fresh = job("f", "vision", 2, "admitted", admitted_at_s=900.0, last_checkpoint_at_s=None)
+    assert lost_gpu_s(fresh, stopped_at_s=1000.0) == 200.0
+    assert lost_gpu_s(job("u", "vision", 2, "admitted"), stopped_at_s=1000.0) is None
+    cpu_only = Workload("p", "vision", 500, 0.0, Resources(cpu=2), "admitted", admitted_at_s=400.0)
+    assert (lost_work_s(cpu_only, 1000.0), lost_gpu_s(cpu_only, 1000.0)) == (600.0, 0.0)

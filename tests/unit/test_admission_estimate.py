@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flywheel.admission import Workload
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flywheel.admission import Workload, decide
 from flywheel.admission_estimate import estimate_admissions
 from flywheel.specs.teams import Resources, TeamsSpec
 
@@ -111,3 +114,30 @@ def test_only_so_many_ends_are_looked_at() -> None:
         None,
     ]
     assert estimates["q3"].reason == "cannot tell: not within the next 2 ends of running work"
+
+
+@given(st.data())
+@settings(max_examples=60, deadline=None)
+def test_estimates_are_never_before_now_and_now_for_what_is_admitted_now(
+    data: st.DataObject,
+) -> None:
+    durations = st.none() | st.floats(10.0, 500.0)
+    workloads = []
+    for i in range(data.draw(st.integers(1, 12))):
+        team = data.draw(st.sampled_from(["vision", "language"]))
+        gpu = data.draw(st.integers(1, 5))
+        if data.draw(st.booleans()):
+            started_s = data.draw(st.floats(0.0, NOW_S))
+            workloads.append(running(f"r{i}", team, gpu, started_s, data.draw(durations)))
+        else:
+            workloads.append(queued(f"q{i}", team, gpu, float(i), data.draw(durations)))
+    spec = teams(borrow=data.draw(st.integers(0, 4)))
+    estimates = estimate_admissions(spec, CLUSTER, workloads, NOW_S)
+    admitted_now = set(decide(spec, CLUSTER, workloads).admit)
+    assert set(estimates) == {w.id for w in workloads if w.state == "queued"}
+    for estimate in estimates.values():
+        assert estimate.reason
+        if estimate.workload in admitted_now:
+            assert estimate.admitted_at_s == NOW_S
+        elif estimate.admitted_at_s is not None:
+            assert estimate.admitted_at_s >= NOW_S

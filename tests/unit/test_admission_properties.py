@@ -9,7 +9,7 @@ members lend from their idle quota.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from hypothesis import given, settings
@@ -146,6 +146,9 @@ def check(
             assert not (early.team == late.team and early.priority < late.priority), (early, late)
 
     check_preemptions(spec, world, decision, set(waiting))
+    beneficiaries = {p.beneficiary for p in decision.preempt}
+    if len(beneficiaries) == 1 and not any(w.draining for w in holding):
+        check_as_few_victims_as_suffice(spec, capacity, world, decision, after)
     if not decision.preempt and not any(w.draining for w in holding):
         check_nothing_that_fits_is_left_waiting(spec, capacity, world, decision, after)
 
@@ -174,6 +177,23 @@ def check_preemptions(
         )
 
 
+def check_as_few_victims_as_suffice(
+    spec: TeamsSpec,
+    capacity: Resources,
+    world: dict[str, Workload],
+    decision: Decision,
+    after: list[Workload],
+) -> None:
+    """Once its victims have gone, the beneficiary fits; without any one of them, it would not."""
+    beneficiary = world[decision.preempt[0].beneficiary]
+    victims = {p.victim for p in decision.preempt}
+    remaining = [w for w in after if w.id not in victims]
+    assert fits(spec, capacity, [*remaining, beneficiary]), "the victims do not make room"
+    for spared in victims:
+        kept = [*remaining, world[spared], beneficiary]
+        assert not fits(spec, capacity, kept), f"{spared} was preempted for nothing"
+
+
 def check_nothing_that_fits_is_left_waiting(
     spec: TeamsSpec,
     capacity: Resources,
@@ -192,8 +212,13 @@ def check_nothing_that_fits_is_left_waiting(
 
 
 @st.composite
-def arrivals(draw: st.DrawFn, spec: TeamsSpec, step: int, first_id: int) -> list[Workload]:
-    teams = [t.name for t in spec.teams] + ["gone"]
+def arrivals(
+    draw: st.DrawFn,
+    teams: list[str],
+    step: int,
+    first_id: int,
+    demands: st.SearchStrategy[Resources],
+) -> list[Workload]:
     count = draw(st.integers(0, 5))
     return [
         Workload(
@@ -201,7 +226,7 @@ def arrivals(draw: st.DrawFn, spec: TeamsSpec, step: int, first_id: int) -> list
             team=draw(st.sampled_from(teams)),
             priority=draw(st.sampled_from(PRIORITIES)),
             submitted_at_s=float(step * 10 + draw(st.integers(0, 3))),
-            demand=draw(amounts),
+            demand=draw(demands),
             state="queued",
             preemptible=draw(st.booleans() | st.just(True)),
         )
@@ -221,16 +246,53 @@ def test_every_decision_of_a_random_history_keeps_the_invariants(data: st.DataOb
             memory_gib=st.sampled_from([8.0, 32.0]),
         )
     )
+    teams = [t.name for t in spec.teams] + ["gone"]
+    replay(data, spec, capacity, lambda step: teams, amounts)
+
+
+@st.composite
+def lending_cohorts(draw: st.DrawFn) -> TeamsSpec:
+    """Two or three teams of one cohort with GPU quotas, lending to each other."""
+    teams = []
+    for i in range(draw(st.integers(2, 3))):
+        quota = draw(st.integers(1, 6))
+        lending = draw(st.none() | st.integers(0, quota).map(lambda gpu: {"gpu": gpu}))
+        teams.append(
+            {"name": f"t{i}", "quota": {"gpu": quota}, "lending_limit": lending,
+             "borrowing_limit": {"gpu": draw(st.integers(1, 8))},
+             "max_concurrent_experiments": draw(st.integers(2, 6))}
+        )  # fmt: skip
+    return TeamsSpec.model_validate({"teams": teams})
+
+
+@given(st.data())
+@settings(max_examples=150, deadline=None)
+def test_histories_of_borrowing_and_reclaiming_keep_the_invariants(data: st.DataObject) -> None:
+    """The first team fills the idle cohort, then the others come back for their quotas."""
+    spec = data.draw(lending_cohorts())
+    quotas = sum(t.quota.gpu for t in spec.teams)
+    capacity = Resources(gpu=data.draw(st.integers(max(1, quotas - 2), quotas + 2)))
+    names = [t.name for t in spec.teams]
+    gpus = st.builds(Resources, gpu=st.integers(1, 4))
+    replay(data, spec, capacity, lambda step: names[:1] if step < 2 else names[1:], gpus)
+
+
+def replay(
+    data: st.DataObject,
+    spec: TeamsSpec,
+    capacity: Resources,
+    teams_at: Callable[[int], list[str]],
+    demands: st.SearchStrategy[Resources],
+) -> None:
+    """Rounds of arrivals, a decision checked and applied, and work ending or requeued."""
     world: dict[str, Workload] = {}
     for step in range(data.draw(st.integers(1, 6))):
-        for workload in data.draw(arrivals(spec, step, len(world) + 1000 * step)):
+        for workload in data.draw(arrivals(teams_at(step), step, 1000 * step, demands)):
             world[workload.id] = workload
         decision = decide(spec, capacity, list(world.values()))
         check(spec, capacity, world, decision)
         shuffled = data.draw(st.permutations(list(world.values())))
-        assert decide(spec, capacity, shuffled) == decision, (
-            "the input's order changed the decision"
-        )
+        assert decide(spec, capacity, shuffled) == decision, "the input's order changed it"
         world = play(data, world, decision, now_s=float(step * 10 + 5))
 
 
