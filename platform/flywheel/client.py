@@ -37,15 +37,26 @@ from flywheel.rollout import (
     serve_plan,
 )
 from flywheel.settings import Settings
+from flywheel.snapshots import SnapshotManifest, read_manifest
 from flywheel.specs.experiment import ExperimentSpec
 from flywheel.specs.serving import RolloutMode
 from flywheel.specs.validate import validate_experiment
 from flywheel.storage import download_tree, upload_tree
-from flywheel.tracking import resolve_model_version
+from flywheel.tracking import SnapshotUse, resolve_model_version, snapshot_uses
 
 #: How long a serving job (deploy, rollout start, promote, rollback) may take.
 SERVE_JOB_TIMEOUT_S = 600.0
 _GATEWAY_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class SnapshotReport:
+    """A data snapshot of an experiment and the runs that trained on it (newest first)."""
+
+    fingerprint: str
+    url: str
+    manifest: SnapshotManifest | None  # None: the storage root no longer holds it
+    runs: tuple[SnapshotUse, ...]
 
 
 @dataclass(frozen=True)
@@ -200,6 +211,22 @@ class Client:
         body = json.dumps({"id": request_id, "label": label}).encode()
         answer: dict[str, Any] = self._gateway("POST", f"/v2/models/{model}/feedback", body)
         return answer
+
+    def data(self, experiment: str) -> list[SnapshotReport]:
+        """The data snapshots of ``experiment`` with the runs that used each, newest first."""
+        uses = snapshot_uses(self.settings.tracking_uri, experiment)
+        if not uses:
+            raise JobError(
+                f"no run of experiment {experiment!r} recorded a data snapshot; "
+                "`flywheel jobs` lists the experiments"
+            )
+        grouped: dict[str, list[SnapshotUse]] = {}
+        for use in uses:
+            grouped.setdefault(use.fingerprint, []).append(use)
+        return [
+            SnapshotReport(fp, runs[0].url, read_manifest(runs[0].url), tuple(runs))
+            for fp, runs in grouped.items()
+        ]
 
     def _serve(self, plan: ServePlan, wait: bool = True) -> dict[str, Any]:
         """Run a serving action as a job; wait for its result unless ``wait`` is False."""

@@ -47,14 +47,7 @@ def download_tree(url: str, local_dir: Path) -> Path:
 
 def write_text(url: str, text: str) -> str:
     """Write ``text`` to the file at ``url`` (folders made as needed); returns ``url``."""
-    fs, path = _fs(url)
-    try:
-        fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-        with fs.open(path, "w") as handle:
-            handle.write(text)
-    except OSError as e:
-        raise FlywheelError(f"cannot write {url}: {e}") from e
-    return url
+    return write_bytes(url, text.encode())
 
 
 def read_texts(url: str, pattern: str = "*") -> list[str]:
@@ -66,6 +59,57 @@ def read_texts(url: str, pattern: str = "*") -> list[str]:
         return [fs.cat_file(name).decode() for name in sorted(fs.glob(f"{path}/{pattern}"))]
     except OSError as e:
         raise FlywheelError(f"cannot read {url}: {e}") from e
+
+
+def write_bytes(url: str, data: bytes) -> str:
+    """Write ``data`` to the file at ``url`` (folders made as needed); returns ``url``."""
+    fs, path = _fs(url)
+    try:
+        fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        with fs.open(path, "wb") as handle:
+            handle.write(data)
+    except OSError as e:
+        raise FlywheelError(f"cannot write {url}: {e}") from e
+    return url
+
+
+def read_bytes(url: str) -> bytes | None:
+    """The bytes of the file at ``url``, or None when there is no such file."""
+    fs, path = _fs(url)
+    try:
+        data: bytes = fs.cat_file(path)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise FlywheelError(f"cannot read {url}: {e}") from e
+    return data
+
+
+def list_files(url: str, pattern: str = "**") -> list[tuple[str, int]]:
+    """``(url, size in bytes)`` of the files under the folder ``url`` matching ``pattern``."""
+    fs, path = _fs(url)
+    try:
+        if not fs.exists(path):
+            return []
+        found = fs.glob(f"{path.rstrip('/')}/{pattern}", detail=True)
+    except OSError as e:
+        raise FlywheelError(f"cannot list {url}: {e}") from e
+    prefix = url[: len(url) - len(path)] if url.endswith(path) else ""
+    return sorted(
+        (f"{prefix}{name}", int(info.get("size") or 0))
+        for name, info in found.items()
+        if info.get("type") == "file"
+    )
+
+
+def remove(url: str) -> None:
+    """Delete the file or folder at ``url``; nothing happens when it is absent."""
+    fs, path = _fs(url)
+    try:
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+    except OSError as e:
+        raise FlywheelError(f"cannot delete {url}: {e}") from e
 
 
 def _fs(url: str) -> tuple[fsspec.AbstractFileSystem, str]:

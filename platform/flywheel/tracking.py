@@ -8,6 +8,7 @@ cleanly ends FAILED with the reason in the ``flywheel.failure_reason`` tag, neve
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -31,6 +32,8 @@ TAG_RESUMED_FROM_EPOCH = "flywheel.resumed_from_epoch"
 TAG_SEARCH_ID = "flywheel.search_id"
 TAG_SEARCH_STAGE = "flywheel.stage"
 TAG_TRIAL_STATE = "flywheel.trial_state"
+TAG_SNAPSHOT = "flywheel.snapshot"
+TAG_SNAPSHOT_URL = "flywheel.snapshot_url"
 
 _MAX_TAG_CHARS = 5000
 _PARAMS_PER_BATCH = 100
@@ -43,6 +46,19 @@ class RegisteredVersion:
     name: str
     version: str
     model_uri: str
+
+
+@dataclass(frozen=True)
+class SnapshotUse:
+    """A run that trained on a data snapshot."""
+
+    run_id: str
+    run_name: str
+    experiment: str
+    status: str
+    start_time_ms: int
+    fingerprint: str
+    url: str
 
 
 class ExperimentRun:
@@ -89,10 +105,16 @@ class ExperimentRun:
         targets: np.ndarray,
         name: str,
         digest: str,
+        source: str,
+        context: str,
     ) -> None:
-        """Record the training dataset and its fingerprint as the run's input."""
-        dataset = from_numpy(features, targets=targets, name=name, digest=digest)
-        mlflow.log_input(dataset, context="training")
+        """Record a dataset (source URL and digest) as one of the run's inputs."""
+        with warnings.catch_warnings():
+            # MLflow registers the local artifact source twice and warns that a local path is
+            # ambiguous between the two; both are the same class of source.
+            warnings.filterwarnings("ignore", message="The specified dataset source")
+            dataset = from_numpy(features, source=source, targets=targets, name=name, digest=digest)
+        mlflow.log_input(dataset, context=context)
 
     def log_model(
         self,
@@ -138,6 +160,39 @@ def log_epoch_metrics(tracking_uri: str, run_id: str, metrics: dict[str, float],
 def set_run_tag(tracking_uri: str, run_id: str, key: str, value: str) -> None:
     """Set one tag on an existing run (used by training workers)."""
     MlflowClient(tracking_uri).set_tag(run_id, key, value)
+
+
+def snapshot_uses(tracking_uri: str, experiment: str) -> list[SnapshotUse]:
+    """Runs of the MLflow experiment ``experiment`` (or ``<team>/<experiment>``) with a snapshot.
+
+    Newest first. Names are matched here rather than in a filter string, so that any name is
+    safe to pass.
+    """
+    client = MlflowClient(tracking_uri)
+    matching = {
+        e.experiment_id: e.name
+        for e in client.search_experiments()
+        if e.name == experiment or e.name.endswith(f"/{experiment}")
+    }
+    if not matching:
+        return []
+    runs = client.search_runs(
+        list(matching),
+        filter_string=f"tags.`{TAG_SNAPSHOT}` LIKE '%'",
+        order_by=["attributes.start_time DESC"],
+    )
+    return [
+        SnapshotUse(
+            run_id=r.info.run_id,
+            run_name=r.info.run_name or r.info.run_id,
+            experiment=matching[r.info.experiment_id],
+            status=r.info.status,
+            start_time_ms=int(r.info.start_time or 0),
+            fingerprint=r.data.tags[TAG_SNAPSHOT],
+            url=r.data.tags.get(TAG_SNAPSHOT_URL, ""),
+        )
+        for r in runs
+    ]
 
 
 def start_child_run(

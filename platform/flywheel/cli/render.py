@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -24,11 +25,12 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from flywheel.client import JobUpdate
+from flywheel.client import JobUpdate, SnapshotReport
 from flywheel.errors import SpecError
 from flywheel.jobs import JobInfo
 from flywheel.local import PlatformStatus, UpResult
 from flywheel.progress import ProgressEvent
+from flywheel.snapshots import SnapshotManifest
 from flywheel.specs.experiment import ExperimentSpec
 
 out = Console(highlight=False, soft_wrap=True)
@@ -236,6 +238,61 @@ def models_table(versions: list[dict[str, Any]]) -> None:
             f"{_ratio(v.get('online_accuracy'))} ({v['feedback']})",
         )  # fmt: skip
     out.print(table if versions else "no models served")
+
+
+def snapshots(reports: list[SnapshotReport]) -> None:
+    """Each snapshot of an experiment: where, how big, its schema and the runs that used it."""
+    for report in reports:
+        manifest = report.manifest
+        out.print(f"[bold]snapshot {report.fingerprint}[/]")
+        out.print(f"  location  {escape(report.url)}")
+        if manifest is None:
+            out.print("  [red]missing from the storage root[/] (deleted after the runs)")
+        else:
+            rows = ", ".join(f"{p.name} {p.rows} rows" for p in manifest.parts)
+            out.print(f"  source    {escape(manifest.source)}  ({rows})")
+            out.print(f"  size      {_size(manifest.size_bytes)}  created {manifest.created_at}")
+            out.print(f"  schema    {_schema(manifest)}")
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+        for column in ("run", "experiment", "status", "started"):
+            table.add_column(column)
+        for run in report.runs:
+            table.add_row(run.run_name, run.experiment, _state(run.status),
+                          _time(run.start_time_ms))  # fmt: skip
+        out.print(table)
+
+
+def snapshots_dict(reports: list[SnapshotReport]) -> list[dict[str, Any]]:
+    return [
+        {
+            "fingerprint": r.fingerprint,
+            "url": r.url,
+            "manifest": r.manifest.model_dump() if r.manifest else None,
+            "runs": [asdict(run) for run in r.runs],
+        }
+        for r in reports
+    ]
+
+
+def _schema(manifest: SnapshotManifest) -> str:
+    """Columns in brief: runs of x0..xN with one type are folded into one entry."""
+    features = [c for c in manifest.columns if c.name.startswith("x") and c.name[1:].isdigit()]
+    others = [c for c in manifest.columns if c not in features]
+    parts = [f"{c.name}: {c.type}" for c in others if c.name != "y"]
+    if features:
+        parts.append(f"x0..x{len(features) - 1}: {features[0].type}")
+    parts += [f"{c.name}: {c.type}" for c in others if c.name == "y"]
+    shape = "x".join(map(str, manifest.feature_shape)) or "scalar"
+    return f"{', '.join(parts)}  (features per example: {shape})"
+
+
+def _size(size_bytes: int) -> str:
+    size = float(size_bytes)
+    for unit in ("B", "KiB", "MiB"):
+        if size < 1024:
+            return f"{size:.0f} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
 
 
 def _ratio(value: float | None) -> str:

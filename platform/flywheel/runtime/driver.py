@@ -27,6 +27,7 @@ from flywheel.runtime import checks
 from flywheel.runtime import data as data_mod
 from flywheel.runtime.search import run_search
 from flywheel.runtime.serve.admin import serve_new_version
+from flywheel.runtime.snapshot import record_snapshot
 from flywheel.runtime.task import LoadedTask, load_task
 from flywheel.runtime.train import fit, load_checkpoint_state
 from flywheel.specs.base import Scalar
@@ -94,7 +95,9 @@ def run_experiment(plan: JobPlan, run: ExperimentRun, experiment_dir: Path) -> N
     split = data_mod.split_dataset(dataset, spec.data)
     features, targets = data_mod.to_arrays(dataset)
     digest = data_mod.fingerprint(features, targets)
-    run.log_dataset(features, targets, name=f"{spec.task.module}.load_data", digest=digest[:36])
+    snapshot = record_snapshot(plan.storage_root, spec.task.module, run, features, targets, split)
+    verb = "reused" if snapshot.reused else "stored"
+    emit(ProgressEvent("setup", f"{verb} data snapshot {snapshot.manifest.fingerprint[:12]}"))
     run.log_params(
         {
             "data.sha256": digest,

@@ -1,0 +1,30 @@
+"""Commands about data and models in production: ``data show``, ``monitor``, ``readiness``.
+
+No printing here: :mod:`flywheel.cli.render` prints.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from flywheel.cli import render
+from flywheel.client import Client
+
+data_app = typer.Typer(help="Data snapshots of experiments.", no_args_is_help=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+@data_app.command("show")
+def data_show(
+    experiment: Annotated[str, typer.Argument(help="Experiment name, as in its spec.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """List an experiment's data snapshots: location, size, schema and the runs that used them."""
+    reports = Client().data(experiment)
+    if as_json:
+        render.json_out(render.snapshots_dict(reports))
+    else:
+        render.snapshots(reports)
