@@ -15,20 +15,15 @@ extra fields are ignored).
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from flywheel import storage
 from flywheel.errors import FlywheelError
+from flywheel.specs.base import LenientModel
 
 #: Names of the parts of a snapshot, in the order they are listed.
 PARTS = ("train", "validation")
 MANIFEST_FILE = "manifest.json"
-
-
-class LenientModel(BaseModel):
-    """Data read back from storage: unknown fields are ignored, never an error."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
 
 
 class ColumnInfo(LenientModel):

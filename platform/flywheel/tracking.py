@@ -33,6 +33,8 @@ TAG_SEARCH_ID = "flywheel.search_id"
 TAG_SEARCH_STAGE = "flywheel.stage"
 TAG_TRIAL_STATE = "flywheel.trial_state"
 TAG_SNAPSHOT = "flywheel.snapshot"
+#: Model version tag: the artifact path, in the version's run, of its training profile.
+TAG_PROFILE = "flywheel.profile"
 TAG_SNAPSHOT_URL = "flywheel.snapshot_url"
 
 _MAX_TAG_CHARS = 5000
