@@ -17,8 +17,10 @@ from typing import Any
 
 import httpx
 
+from flywheel.alerts import record_check
 from flywheel.errors import JobError, ServeError, ServeInputError
 from flywheel.jobs import BUNDLE_EXCLUDES, JobBackend, JobInfo, RayJobsBackend
+from flywheel.monitoring import MonitorReport, monitor_report
 from flywheel.plans import (
     META_BUNDLE,
     PLAN_PATH,
@@ -27,7 +29,9 @@ from flywheel.plans import (
     resumed_plan,
     spec_to_job_plan,
 )
+from flywheel.profiles import TrainingProfile
 from flywheel.progress import ProgressEvent, parse_progress
+from flywheel.request_log import read_feedback, read_requests
 from flywheel.rollout import (
     META_SERVE_ACTION,
     RESULT_PREFIX,
@@ -39,10 +43,18 @@ from flywheel.rollout import (
 from flywheel.settings import Settings
 from flywheel.snapshots import SnapshotManifest, read_manifest
 from flywheel.specs.experiment import ExperimentSpec
-from flywheel.specs.serving import RolloutMode
+from flywheel.specs.serving import MonitorSpec, RolloutMode
 from flywheel.specs.validate import validate_experiment
 from flywheel.storage import download_tree, upload_tree
-from flywheel.tracking import SnapshotUse, resolve_model_version, snapshot_uses
+from flywheel.tracking import (
+    TAG_PROFILE,
+    TAG_SERVE_SPEC,
+    SnapshotUse,
+    model_version_tag,
+    resolve_model_version,
+    snapshot_uses,
+    version_artifact_dict,
+)
 
 #: How long a serving job (deploy, rollout start, promote, rollback) may take.
 SERVE_JOB_TIMEOUT_S = 600.0
@@ -227,6 +239,44 @@ class Client:
             SnapshotReport(fp, runs[0].url, read_manifest(runs[0].url), tuple(runs))
             for fp, runs in grouped.items()
         ]
+
+    def monitor(
+        self, model: str, last_n: int | None = None, now_s: float | None = None
+    ) -> MonitorReport:
+        """Drift, online accuracy, latency and errors of ``model`` over its last logged requests.
+
+        Judges the last ``last_n`` sampled requests (default: the serve section's
+        ``monitor.window_requests``) and records the check in the model's alert state.
+        """
+        latest = resolve_model_version(self.settings.tracking_uri, model)
+        if latest is None:
+            raise ServeInputError(f"model {model!r} has no version in the MLflow registry")
+        rules = self._monitor_rules(model, latest)
+        root = str(self.settings.storage_root)
+        requests = read_requests(root, model, last_n or rules.window_requests)
+        since_s = requests[0].time_s if requests else None
+        feedback = read_feedback(root, model, since_s) if requests else []
+        profiles = {v: self._profile(model, v) for v in sorted({r.version for r in requests})}
+        report = monitor_report(model, requests, feedback, profiles, rules)
+        now = time.time() if now_s is None else now_s
+        alert = record_check(root, model, report, now, rules.webhook_url)
+        return report.model_copy(update={"alert": alert})
+
+    def _monitor_rules(self, model: str, version: str) -> MonitorSpec:
+        """The ``monitor`` part of the serve section the version was served with (leniently)."""
+        text = model_version_tag(self.settings.tracking_uri, model, version, TAG_SERVE_SPEC)
+        try:
+            stored = json.loads(text or "{}").get("monitor") or {}
+            return MonitorSpec.model_validate(stored)
+        except (ValueError, AttributeError):
+            return MonitorSpec()
+
+    def _profile(self, model: str, version: str) -> TrainingProfile | None:
+        data = version_artifact_dict(self.settings.tracking_uri, model, version, TAG_PROFILE)
+        try:
+            return TrainingProfile.model_validate(data) if data is not None else None
+        except ValueError:
+            return None
 
     def _serve(self, plan: ServePlan, wait: bool = True) -> dict[str, Any]:
         """Run a serving action as a job; wait for its result unless ``wait`` is False."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import mlflow
+import mlflow.artifacts
 import mlflow.models
 import mlflow.pytorch
 import numpy as np
@@ -322,6 +323,26 @@ def model_version_tag(tracking_uri: str, name: str, version: str, key: str) -> s
     tags = MlflowClient(tracking_uri).get_model_version(name, version).tags or {}
     value = tags.get(key)
     return str(value) if value is not None else None
+
+
+def version_artifact_dict(
+    tracking_uri: str, name: str, version: str, tag: str
+) -> dict[str, Any] | None:
+    """The JSON artifact that the version tag ``tag`` names in the version's run; None if none."""
+    client = MlflowClient(tracking_uri)
+    try:
+        model_version = client.get_model_version(name, version)
+    except MlflowException:
+        return None
+    path = (model_version.tags or {}).get(tag)
+    if not path or not model_version.run_id:
+        return None
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        data: dict[str, Any] = mlflow.artifacts.load_dict(f"runs:/{model_version.run_id}/{path}")
+    except (MlflowException, OSError):
+        return None
+    return data
 
 
 def set_model_version_tag(

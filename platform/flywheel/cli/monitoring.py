@@ -28,3 +28,19 @@ def data_show(
         render.json_out(render.snapshots_dict(reports))
     else:
         render.snapshots(reports)
+
+
+def monitor(
+    model: Annotated[str, typer.Argument(help="Registered model name.", show_default=False)],
+    last: Annotated[
+        int | None,
+        typer.Option("--last", min=1, help="Judge the last N sampled requests (default: spec)."),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Drift per feature and overall, online accuracy, latency and errors per version."""
+    report = Client().monitor(model, last)
+    if as_json:
+        render.json_out(report.model_dump(mode="json"))
+    else:
+        render.monitor_report(report)

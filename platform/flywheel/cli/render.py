@@ -29,9 +29,12 @@ from flywheel.client import JobUpdate, SnapshotReport
 from flywheel.errors import SpecError
 from flywheel.jobs import JobInfo
 from flywheel.local import PlatformStatus, UpResult
+from flywheel.monitoring import MonitorReport
 from flywheel.progress import ProgressEvent
 from flywheel.snapshots import SnapshotManifest
 from flywheel.specs.experiment import ExperimentSpec
+
+_TOP_FEATURES = 10
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -272,6 +275,46 @@ def snapshots_dict(reports: list[SnapshotReport]) -> list[dict[str, Any]]:
         }
         for r in reports
     ]
+
+
+def monitor_report(report: MonitorReport) -> None:
+    """The verdict, one row per version, then the most drifted features of the busiest one."""
+    verdict = "[bold red]drift[/]" if report.drift else "[green]no drift[/]"
+    out.print(f"{report.model}: {verdict} over {report.requests} logged requests")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("version", "requests", "error rate", "p50 ms", "p95 ms", "accuracy (labels)",
+                   "drift", "MMD p", "predictions p"):  # fmt: skip
+        table.add_column(column)
+    for v in report.versions:
+        drift = "yes" if v.drift else "no" if v.enough_requests else "too few requests"
+        if not v.profiled:
+            drift = "no profile"
+        table.add_row(
+            v.version, str(v.requests), _ratio(v.error_rate), _number(v.latency_p50_ms),
+            _number(v.latency_p95_ms), f"{_ratio(v.online_accuracy)} ({v.feedback})", drift,
+            _ratio(v.multivariate_p_value), _ratio(v.prediction_p_value),
+        )  # fmt: skip
+    out.print(table if report.versions else "no logged requests in the window")
+    for v in report.versions:
+        for reason in v.reasons:
+            out.print(f"  [red]v{v.version}[/] {escape(reason)}")
+    top = sorted(report.features, key=lambda f: (-f.drifted, -f.psi))[:_TOP_FEATURES]
+    if top:
+        features = Table(title="features (most drifted first)", box=box.SIMPLE_HEAD)
+        for column in ("feature", "PSI", "KS", "KS p", "drifted"):
+            features.add_column(column)
+        for f in top:
+            features.add_row(f.name, f"{f.psi:.3f}", f"{f.ks_statistic:.3f}",
+                             f"{f.ks_p_value:.2g}", "yes" if f.drifted else "")  # fmt: skip
+        out.print(features)
+    if report.alert is not None and report.alert.active:
+        out.print(
+            f"[bold red]alert active[/] since {_time(int((report.alert.since_s or 0) * 1000))}"
+        )
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 def _schema(manifest: SnapshotManifest) -> str:
