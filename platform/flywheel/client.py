@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from flywheel.alerts import record_check
+from flywheel.alerts import read_alert, record_check
 from flywheel.errors import JobError, ServeError, ServeInputError
 from flywheel.jobs import BUNDLE_EXCLUDES, JobBackend, JobInfo, RayJobsBackend
 from flywheel.monitoring import MonitorReport, monitor_report
@@ -31,6 +31,7 @@ from flywheel.plans import (
 )
 from flywheel.profiles import TrainingProfile
 from flywheel.progress import ProgressEvent, parse_progress
+from flywheel.readiness import READINESS_FILE, Evidence, ReadinessReport, readiness_report
 from flywheel.request_log import read_feedback, read_requests
 from flywheel.rollout import (
     META_SERVE_ACTION,
@@ -50,10 +51,12 @@ from flywheel.tracking import (
     TAG_PROFILE,
     TAG_SERVE_SPEC,
     SnapshotUse,
+    log_version_artifact,
     model_version_tag,
     resolve_model_version,
     snapshot_uses,
     version_artifact_dict,
+    version_record,
 )
 
 #: How long a serving job (deploy, rollout start, promote, rollback) may take.
@@ -261,6 +264,28 @@ class Client:
         now = time.time() if now_s is None else now_s
         alert = record_check(root, model, report, now, rules.webhook_url)
         return report.model_copy(update={"alert": alert})
+
+    def readiness(self, model: str, version: str | None = None) -> ReadinessReport:
+        """Score a version (default: the latest) against the ML Test Score; log it to MLflow."""
+        resolved = resolve_model_version(self.settings.tracking_uri, model, version)
+        if resolved is None:
+            which = f"version {version}" if version else "version"
+            raise ServeInputError(f"model {model!r} has no {which} in the MLflow registry")
+        record = version_record(self.settings.tracking_uri, model, resolved)
+        root = str(self.settings.storage_root)
+        requests = [r for r in read_requests(root, model) if r.version == resolved]
+        feedback = [f for f in read_feedback(root, model) if f.version == resolved]
+        alert = read_alert(root, model)
+        evidence = Evidence(
+            params=record.params, metrics=record.metrics, run_tags=record.run_tags,
+            version_tags=record.version_tags, challenger_modes=record.challenger_modes,
+            logged_requests=len(requests), feedback=len(feedback),
+            monitor_checked=alert.checked_s is not None, drift_alert=alert.active,
+        )  # fmt: skip
+        report = readiness_report(model, resolved, evidence)
+        log_version_artifact(self.settings.tracking_uri, model, resolved,
+                             report.model_dump(mode="json"), READINESS_FILE)  # fmt: skip
+        return report
 
     def _monitor_rules(self, model: str, version: str) -> MonitorSpec:
         """The ``monitor`` part of the serve section the version was served with (leniently)."""

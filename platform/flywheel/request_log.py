@@ -43,6 +43,8 @@ Label = int | float | str
 
 _log = logging.getLogger("flywheel.request_log")
 _HOUR_S = 3600.0
+#: Fields read back as strings whatever a writer made of them (MLflow versions are numbers too).
+_NAMES = ("request_id", "model", "version")
 
 
 @dataclass(frozen=True)
@@ -241,7 +243,10 @@ def _parse_lines(
     for line in data.decode(errors="replace").splitlines():
         try:
             values: dict[str, Any] = json.loads(line)
-            records.append(cls(**{k: v for k, v in values.items() if k in known}))
+            kept: dict[str, Any] = {
+                k: str(v) if k in _NAMES else v for k, v in values.items() if k in known
+            }
+            records.append(cls(**kept))
         except (ValueError, TypeError):
             continue  # a torn or foreign line: skip it, keep the rest
     return records

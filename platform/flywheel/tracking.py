@@ -345,6 +345,48 @@ def version_artifact_dict(
     return data
 
 
+@dataclass(frozen=True)
+class VersionRecord:
+    """What MLflow holds about a model version and the run that trained it."""
+
+    params: dict[str, str]
+    metrics: dict[str, float]
+    run_tags: dict[str, str]
+    version_tags: dict[str, str]
+    challenger_modes: tuple[str, ...]  # rollout modes it was a challenger in
+
+
+def version_record(tracking_uri: str, name: str, version: str) -> VersionRecord:
+    """Params, metrics and tags of the version's run, its own tags, and its rollouts."""
+    client = MlflowClient(tracking_uri)
+    model_version = client.get_model_version(name, version)
+    run = client.get_run(model_version.run_id) if model_version.run_id else None
+    modes: list[str] = []
+    rollouts = client.get_experiment_by_name(ROLLOUT_EXPERIMENT)
+    if rollouts is not None:
+        for r in client.search_runs([rollouts.experiment_id], max_results=1000):
+            p = r.data.params
+            if p.get("model") == name and version in (p.get("challenger"), p.get("version")):
+                modes.append(p.get("mode", ""))
+    return VersionRecord(
+        params=dict(run.data.params) if run else {},
+        metrics=dict(run.data.metrics) if run else {},
+        run_tags=dict(run.data.tags) if run else {},
+        version_tags=dict(model_version.tags or {}),
+        challenger_modes=tuple(m for m in modes if m),
+    )
+
+
+def log_version_artifact(
+    tracking_uri: str, name: str, version: str, data: dict[str, Any], artifact_file: str
+) -> None:
+    """Store a JSON document as an artifact of the run that trained the version."""
+    client = MlflowClient(tracking_uri)
+    run_id = client.get_model_version(name, version).run_id
+    if run_id:
+        client.log_dict(run_id, data, artifact_file)
+
+
 def set_model_version_tag(
     tracking_uri: str, version: RegisteredVersion, key: str, value: str
 ) -> None:

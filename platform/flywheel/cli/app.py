@@ -28,6 +28,7 @@ app = typer.Typer(
 
 app.add_typer(monitoring.data_app, name="data")
 app.command()(monitoring.monitor)
+app.command()(monitoring.readiness)
 
 SpecPath = Annotated[Path, typer.Argument(help="Experiment spec (YAML).", show_default=False)]
 JobId = Annotated[str, typer.Argument(help="Job id, as `flywheel submit` printed it.")]

@@ -44,3 +44,16 @@ def monitor(
         render.json_out(report.model_dump(mode="json"))
     else:
         render.monitor_report(report)
+
+
+def readiness(
+    model: Annotated[str, typer.Argument(help="Registered model name.", show_default=False)],
+    version: Annotated[str | None, typer.Option(help="Version to score (default: latest).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Score a model version against the ML Test Score (28 tests); log the report to MLflow."""
+    report = Client().readiness(model, version)
+    if as_json:
+        render.json_out(report.model_dump(mode="json"))
+    else:
+        render.readiness_report(report)

@@ -31,6 +31,7 @@ from flywheel.jobs import JobInfo
 from flywheel.local import PlatformStatus, UpResult
 from flywheel.monitoring import MonitorReport
 from flywheel.progress import ProgressEvent
+from flywheel.readiness import ReadinessReport
 from flywheel.snapshots import SnapshotManifest
 from flywheel.specs.experiment import ExperimentSpec
 
@@ -311,6 +312,22 @@ def monitor_report(report: MonitorReport) -> None:
         out.print(
             f"[bold red]alert active[/] since {_time(int((report.alert.since_s or 0) * 1000))}"
         )
+
+
+def readiness_report(report: ReadinessReport) -> None:
+    """The 28 tests by group, then the scores."""
+    table = Table(title=f"ML Test Score of {report.model} version {report.version}",
+                  box=box.SIMPLE_HEAD, pad_edge=False)  # fmt: skip
+    for column in ("test", "", "status", "evidence"):
+        table.add_column(column)
+    colour = {"passed": "green", "failed": "red", "not verifiable": "dim"}
+    for t in report.tests:
+        table.add_row(t.id, escape(t.title), f"[{colour[t.status]}]{t.status}[/]",
+                      escape(t.evidence))  # fmt: skip
+    out.print(table)
+    groups = "  ".join(f"{g} {s:g}" for g, s in report.group_scores.items())
+    verified = f"{report.verified} of {len(report.tests)} tests verified by the platform"
+    out.print(f"scores: {groups}; final score {report.score:g} ({verified})")
 
 
 def _number(value: float | None) -> str:
