@@ -11,22 +11,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from flywheel.drift import DriftResult, DriftThresholds, detect_drift
 from flywheel.profiles import TrainingProfile
 from flywheel.request_log import LoggedFeedback, LoggedRequest
-from flywheel.specs.base import LenientModel
+from flywheel.specs.base import LenientModel, StrictModel
 from flywheel.specs.serving import MonitorSpec
 
 
-class Report(BaseModel):
-    """Output of the monitor: printed as JSON, so every field is plain data."""
+class FeatureScore(StrictModel):
+    """Output of the monitor, printed as JSON: every field is plain data."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class FeatureScore(Report):
     name: str = Field(description="Feature (`x<i>` raw value, `p<i>` projection component).")
     psi: float = Field(description="Population stability index against the training bins.")
     ks_statistic: float = Field(description="Two-sample Kolmogorov-Smirnov statistic.")
@@ -34,7 +30,7 @@ class FeatureScore(Report):
     drifted: bool = Field(description="PSI above the threshold, or KS significant.")
 
 
-class VersionReport(Report):
+class VersionReport(StrictModel):
     version: str = Field(description="Model version.")
     requests: int = Field(description="Logged requests of the version in the window.")
     errors: int = Field(description="Of those, failed.")
@@ -61,7 +57,7 @@ class AlertState(LenientModel):
     checked_s: float | None = Field(default=None, description="Time of the last check.")
 
 
-class MonitorReport(Report):
+class MonitorReport(StrictModel):
     model: str = Field(description="Registered model name.")
     drift: bool = Field(description="Overall verdict for the window: any version drifted.")
     requests: int = Field(description="Logged requests in the window.")

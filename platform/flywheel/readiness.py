@@ -16,7 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from flywheel.specs.base import StrictModel
 
 #: Where the report is logged, in the run that trained the version.
 READINESS_FILE = "readiness/report.json"
@@ -71,11 +73,7 @@ class Evidence:
     drift_alert: bool = False
 
 
-class Report(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ReadinessTest(Report):
+class ReadinessTest(StrictModel):
     id: str = Field(description="Test id: group and number in the paper, e.g. `infra-1`.")
     group: Group = Field(description="Rubric group.")
     title: str = Field(description="The test, as the paper names it.")
@@ -83,7 +81,7 @@ class ReadinessTest(Report):
     evidence: str = Field(description="What the verdict rests on.")
 
 
-class ReadinessReport(Report):
+class ReadinessReport(StrictModel):
     model: str = Field(description="Registered model name.")
     version: str = Field(description="Model version.")
     tests: list[ReadinessTest] = Field(description="The 28 tests, in the paper's order.")
