@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import cli_startup, ddp_throughput, model_parallel_throughput
+from benchmarks import cli_startup, ddp_throughput, model_parallel_throughput, request_log
 from benchmarks.search_quality import cli as search_quality
 from benchmarks.serving import cli as serving
 
@@ -15,6 +15,7 @@ def main() -> int:
     model_parallel_throughput.main([])
     search_quality.main([])
     serving.main([])
+    request_log.main([])
     return 0
 
 
