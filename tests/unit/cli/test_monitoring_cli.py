@@ -59,12 +59,19 @@ def test_data_show_lists_the_snapshot_and_its_runs(tmp_path: Path) -> None:
         run.end("FINISHED")
         run_ids.append(run.run_id)
 
+    inputs = MlflowClient(_uri(tmp_path)).get_run(run_ids[1]).inputs.dataset_inputs
+    contexts = {i.tags[0].value: i.dataset for i in inputs}  # tag mlflow.data.context
+    assert set(contexts) == {"training", "validation"}
+    fingerprint = contexts["training"].digest
+    assert json.loads(contexts["training"].source)["uri"].endswith("/train.parquet")
+
     shown = _run(tmp_path, "data", "show", "snapdemo", "--json")
     table = _run(tmp_path, "data", "show", "snapdemo")
 
     assert shown.returncode == 0, shown.stderr
     [snapshot] = json.loads(shown.stdout)
     assert [r["run_id"] for r in snapshot["runs"]] == run_ids[::-1]
+    assert snapshot["fingerprint"].startswith(fingerprint)
     assert [p["rows"] for p in snapshot["manifest"]["parts"]] == [32, 8]
     assert table.returncode == 0 and "x0..x2: float" in table.stdout and "again" in table.stdout
     with pytest.raises(JobError, match="no run of experiment 'nothing' recorded a data snapshot"):
