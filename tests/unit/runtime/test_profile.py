@@ -7,6 +7,7 @@ from pathlib import Path
 import mlflow.artifacts
 import numpy as np
 import torch
+from mlflow import MlflowClient
 from sklearn.datasets import load_digits
 
 from flywheel.profiles import PROFILE_FILE, TrainingProfile
@@ -15,11 +16,18 @@ from flywheel.specs.experiment import TaskSpec
 from flywheel.tracking import ExperimentRun
 
 
+def _store(tmp_path: Path) -> str:
+    """A SQLite tracking store whose experiment keeps its artifacts under ``tmp_path``."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    MlflowClient(uri).create_experiment("tests/profile", str(tmp_path / "artifacts"))
+    return uri
+
+
 def test_the_profile_of_a_digits_model_is_logged_with_its_predictions(tmp_path: Path) -> None:
     features = (load_digits().data / 16.0).astype(np.float32)[:400]
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(64, 10))
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = _store(tmp_path)
     run = ExperimentRun(uri, "tests/profile", "profile", {})
     try:
         profile = log_training_profile(
@@ -39,7 +47,7 @@ def test_the_profile_of_a_digits_model_is_logged_with_its_predictions(tmp_path: 
 
 
 def test_language_models_are_not_profiled(tmp_path: Path) -> None:
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = _store(tmp_path)
     run = ExperimentRun(uri, "tests/profile", "lm", {})
     try:
         task = TaskSpec(module="task", kind="language_model")
