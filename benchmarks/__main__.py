@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import cli_startup, ddp_throughput, model_parallel_throughput
+from benchmarks import cli_startup, ddp_throughput, model_parallel_throughput, request_log
 from benchmarks.scheduling import cli as scheduling
 from benchmarks.search_quality import cli as search_quality
 from benchmarks.serving import cli as serving
@@ -17,6 +17,7 @@ def main() -> int:
     search_quality.main([])
     serving.main([])
     scheduling.main([])
+    request_log.main([])
     return 0
 
 

@@ -17,8 +17,10 @@ from typing import Any
 
 import httpx
 
+from flywheel.alerts import read_alert, record_check
 from flywheel.errors import JobError, ServeError, ServeInputError
 from flywheel.jobs import BUNDLE_EXCLUDES, JobBackend, JobInfo, RayJobsBackend
+from flywheel.monitoring import MonitorReport, monitor_report
 from flywheel.plans import (
     META_BUNDLE,
     PLAN_PATH,
@@ -27,7 +29,10 @@ from flywheel.plans import (
     resumed_plan,
     spec_to_job_plan,
 )
+from flywheel.profiles import TrainingProfile
 from flywheel.progress import ProgressEvent, parse_progress
+from flywheel.readiness import READINESS_FILE, Evidence, ReadinessReport, readiness_report
+from flywheel.request_log import read_feedback, read_requests
 from flywheel.rollout import (
     META_SERVE_ACTION,
     RESULT_PREFIX,
@@ -37,15 +42,36 @@ from flywheel.rollout import (
     serve_plan,
 )
 from flywheel.settings import Settings
+from flywheel.snapshots import SnapshotManifest, read_manifest
 from flywheel.specs.experiment import ExperimentSpec
-from flywheel.specs.serving import RolloutMode
+from flywheel.specs.serving import MonitorSpec, RolloutMode
 from flywheel.specs.validate import validate_experiment
 from flywheel.storage import download_tree, upload_tree
-from flywheel.tracking import resolve_model_version
+from flywheel.tracking import (
+    TAG_PROFILE,
+    TAG_SERVE_SPEC,
+    SnapshotUse,
+    log_version_artifact,
+    model_version_tag,
+    resolve_model_version,
+    snapshot_uses,
+    version_artifact_dict,
+    version_record,
+)
 
 #: How long a serving job (deploy, rollout start, promote, rollback) may take.
 SERVE_JOB_TIMEOUT_S = 600.0
 _GATEWAY_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class SnapshotReport:
+    """A data snapshot of an experiment and the runs that trained on it (newest first)."""
+
+    fingerprint: str
+    url: str
+    manifest: SnapshotManifest | None  # None: the storage root no longer holds it
+    runs: tuple[SnapshotUse, ...]
 
 
 @dataclass(frozen=True)
@@ -200,6 +226,82 @@ class Client:
         body = json.dumps({"id": request_id, "label": label}).encode()
         answer: dict[str, Any] = self._gateway("POST", f"/v2/models/{model}/feedback", body)
         return answer
+
+    def data(self, experiment: str) -> list[SnapshotReport]:
+        """The data snapshots of ``experiment`` with the runs that used each, newest first."""
+        uses = snapshot_uses(self.settings.tracking_uri, experiment)
+        if not uses:
+            raise JobError(
+                f"no run of experiment {experiment!r} recorded a data snapshot; "
+                "`flywheel jobs` lists the experiments"
+            )
+        grouped: dict[str, list[SnapshotUse]] = {}
+        for use in uses:
+            grouped.setdefault(use.fingerprint, []).append(use)
+        return [
+            SnapshotReport(fp, runs[0].url, read_manifest(runs[0].url), tuple(runs))
+            for fp, runs in grouped.items()
+        ]
+
+    def monitor(
+        self, model: str, last_n: int | None = None, now_s: float | None = None
+    ) -> MonitorReport:
+        """Drift, online accuracy, latency and errors of ``model`` over its last logged requests.
+
+        Judges the last ``last_n`` sampled requests (default: the serve section's
+        ``monitor.window_requests``) and records the check in the model's alert state.
+        """
+        latest = resolve_model_version(self.settings.tracking_uri, model)
+        if latest is None:
+            raise ServeInputError(f"model {model!r} has no version in the MLflow registry")
+        rules = self._monitor_rules(model, latest)
+        root = str(self.settings.storage_root)
+        requests = read_requests(root, model, last_n or rules.window_requests)
+        since_s = requests[0].time_s if requests else None
+        feedback = read_feedback(root, model, since_s) if requests else []
+        profiles = {v: self._profile(model, v) for v in sorted({r.version for r in requests})}
+        report = monitor_report(model, requests, feedback, profiles, rules)
+        now = time.time() if now_s is None else now_s
+        alert = record_check(root, model, report, now, rules.webhook_url)
+        return report.model_copy(update={"alert": alert})
+
+    def readiness(self, model: str, version: str | None = None) -> ReadinessReport:
+        """Score a version (default: the latest) against the ML Test Score; log it to MLflow."""
+        resolved = resolve_model_version(self.settings.tracking_uri, model, version)
+        if resolved is None:
+            which = f"version {version}" if version else "version"
+            raise ServeInputError(f"model {model!r} has no {which} in the MLflow registry")
+        record = version_record(self.settings.tracking_uri, model, resolved)
+        root = str(self.settings.storage_root)
+        requests = [r for r in read_requests(root, model) if r.version == resolved]
+        feedback = [f for f in read_feedback(root, model) if f.version == resolved]
+        alert = read_alert(root, model)
+        evidence = Evidence(
+            params=record.params, metrics=record.metrics, run_tags=record.run_tags,
+            version_tags=record.version_tags, challenger_modes=record.challenger_modes,
+            logged_requests=len(requests), feedback=len(feedback),
+            monitor_checked=alert.checked_s is not None, drift_alert=alert.active,
+        )  # fmt: skip
+        report = readiness_report(model, resolved, evidence)
+        log_version_artifact(self.settings.tracking_uri, model, resolved,
+                             report.model_dump(mode="json"), READINESS_FILE)  # fmt: skip
+        return report
+
+    def _monitor_rules(self, model: str, version: str) -> MonitorSpec:
+        """The ``monitor`` part of the serve section the version was served with (leniently)."""
+        text = model_version_tag(self.settings.tracking_uri, model, version, TAG_SERVE_SPEC)
+        try:
+            stored = json.loads(text or "{}").get("monitor") or {}
+            return MonitorSpec.model_validate(stored)
+        except (ValueError, AttributeError):
+            return MonitorSpec()
+
+    def _profile(self, model: str, version: str) -> TrainingProfile | None:
+        data = version_artifact_dict(self.settings.tracking_uri, model, version, TAG_PROFILE)
+        try:
+            return TrainingProfile.model_validate(data) if data is not None else None
+        except ValueError:
+            return None
 
     def _serve(self, plan: ServePlan, wait: bool = True) -> dict[str, Any]:
         """Run a serving action as a job; wait for its result unless ``wait`` is False."""

@@ -8,10 +8,12 @@ cleanly ends FAILED with the reason in the ``flywheel.failure_reason`` tag, neve
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import mlflow
+import mlflow.artifacts
 import mlflow.models
 import mlflow.pytorch
 import numpy as np
@@ -31,6 +33,10 @@ TAG_RESUMED_FROM_EPOCH = "flywheel.resumed_from_epoch"
 TAG_SEARCH_ID = "flywheel.search_id"
 TAG_SEARCH_STAGE = "flywheel.stage"
 TAG_TRIAL_STATE = "flywheel.trial_state"
+TAG_SNAPSHOT = "flywheel.snapshot"
+#: Model version tag: the artifact path, in the version's run, of its training profile.
+TAG_PROFILE = "flywheel.profile"
+TAG_SNAPSHOT_URL = "flywheel.snapshot_url"
 
 _MAX_TAG_CHARS = 5000
 _PARAMS_PER_BATCH = 100
@@ -43,6 +49,19 @@ class RegisteredVersion:
     name: str
     version: str
     model_uri: str
+
+
+@dataclass(frozen=True)
+class SnapshotUse:
+    """A run that trained on a data snapshot."""
+
+    run_id: str
+    run_name: str
+    experiment: str
+    status: str
+    start_time_ms: int
+    fingerprint: str
+    url: str
 
 
 class ExperimentRun:
@@ -89,10 +108,16 @@ class ExperimentRun:
         targets: np.ndarray,
         name: str,
         digest: str,
+        source: str,
+        context: str,
     ) -> None:
-        """Record the training dataset and its fingerprint as the run's input."""
-        dataset = from_numpy(features, targets=targets, name=name, digest=digest)
-        mlflow.log_input(dataset, context="training")
+        """Record a dataset (source URL and digest) as one of the run's inputs."""
+        with warnings.catch_warnings():
+            # MLflow registers the local artifact source twice and warns that a local path is
+            # ambiguous between the two; both are the same class of source.
+            warnings.filterwarnings("ignore", message="The specified dataset source")
+            dataset = from_numpy(features, source=source, targets=targets, name=name, digest=digest)
+        mlflow.log_input(dataset, context=context)
 
     def log_model(
         self,
@@ -138,6 +163,39 @@ def log_epoch_metrics(tracking_uri: str, run_id: str, metrics: dict[str, float],
 def set_run_tag(tracking_uri: str, run_id: str, key: str, value: str) -> None:
     """Set one tag on an existing run (used by training workers)."""
     MlflowClient(tracking_uri).set_tag(run_id, key, value)
+
+
+def snapshot_uses(tracking_uri: str, experiment: str) -> list[SnapshotUse]:
+    """Runs of the MLflow experiment ``experiment`` (or ``<team>/<experiment>``) with a snapshot.
+
+    Newest first. Names are matched here rather than in a filter string, so that any name is
+    safe to pass.
+    """
+    client = MlflowClient(tracking_uri)
+    matching = {
+        e.experiment_id: e.name
+        for e in client.search_experiments()
+        if e.name == experiment or e.name.endswith(f"/{experiment}")
+    }
+    if not matching:
+        return []
+    runs = client.search_runs(
+        list(matching),
+        filter_string=f"tags.`{TAG_SNAPSHOT}` LIKE '%'",
+        order_by=["attributes.start_time DESC"],
+    )
+    return [
+        SnapshotUse(
+            run_id=r.info.run_id,
+            run_name=r.info.run_name or r.info.run_id,
+            experiment=matching[r.info.experiment_id],
+            status=r.info.status,
+            start_time_ms=int(r.info.start_time or 0),
+            fingerprint=r.data.tags[TAG_SNAPSHOT],
+            url=r.data.tags.get(TAG_SNAPSHOT_URL, ""),
+        )
+        for r in runs
+    ]
 
 
 def start_child_run(
@@ -265,6 +323,68 @@ def model_version_tag(tracking_uri: str, name: str, version: str, key: str) -> s
     tags = MlflowClient(tracking_uri).get_model_version(name, version).tags or {}
     value = tags.get(key)
     return str(value) if value is not None else None
+
+
+def version_artifact_dict(
+    tracking_uri: str, name: str, version: str, tag: str
+) -> dict[str, Any] | None:
+    """The JSON artifact that the version tag ``tag`` names in the version's run; None if none."""
+    client = MlflowClient(tracking_uri)
+    try:
+        model_version = client.get_model_version(name, version)
+    except MlflowException:
+        return None
+    path = (model_version.tags or {}).get(tag)
+    if not path or not model_version.run_id:
+        return None
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        data: dict[str, Any] = mlflow.artifacts.load_dict(f"runs:/{model_version.run_id}/{path}")
+    except (MlflowException, OSError):
+        return None
+    return data
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """What MLflow holds about a model version and the run that trained it."""
+
+    params: dict[str, str]
+    metrics: dict[str, float]
+    run_tags: dict[str, str]
+    version_tags: dict[str, str]
+    challenger_modes: tuple[str, ...]  # rollout modes it was a challenger in
+
+
+def version_record(tracking_uri: str, name: str, version: str) -> VersionRecord:
+    """Params, metrics and tags of the version's run, its own tags, and its rollouts."""
+    client = MlflowClient(tracking_uri)
+    model_version = client.get_model_version(name, version)
+    run = client.get_run(model_version.run_id) if model_version.run_id else None
+    modes: list[str] = []
+    rollouts = client.get_experiment_by_name(ROLLOUT_EXPERIMENT)
+    if rollouts is not None:
+        for r in client.search_runs([rollouts.experiment_id], max_results=1000):
+            p = r.data.params
+            if p.get("model") == name and version in (p.get("challenger"), p.get("version")):
+                modes.append(p.get("mode", ""))
+    return VersionRecord(
+        params=dict(run.data.params) if run else {},
+        metrics=dict(run.data.metrics) if run else {},
+        run_tags=dict(run.data.tags) if run else {},
+        version_tags=dict(model_version.tags or {}),
+        challenger_modes=tuple(m for m in modes if m),
+    )
+
+
+def log_version_artifact(
+    tracking_uri: str, name: str, version: str, data: dict[str, Any], artifact_file: str
+) -> None:
+    """Store a JSON document as an artifact of the run that trained the version."""
+    client = MlflowClient(tracking_uri)
+    run_id = client.get_model_version(name, version).run_id
+    if run_id:
+        client.log_dict(run_id, data, artifact_file)
 
 
 def set_model_version_tag(

@@ -48,11 +48,14 @@ def test_digits_end_to_end_through_the_cli(
     )
     assert run.data.params["train.scaling.num_workers"] == "2"
     assert run.data.params["version.ray"] == "2.60.0"
-    [dataset_input] = run.inputs.dataset_inputs
-    assert dataset_input.dataset.digest == run.data.params["data.sha256"][:36]
+    inputs = {i.tags[0].value: i.dataset for i in run.inputs.dataset_inputs}
+    assert set(inputs) == {"training", "validation"}
+    assert inputs["training"].digest == run.data.tags["flywheel.snapshot"][:36]
+    assert run.data.tags["flywheel.snapshot_url"].endswith(run.data.tags["flywheel.snapshot"])
     assert "spec/train.yaml" in [a.path for a in client.list_artifacts(run.info.run_id, "spec")]
     [version] = client.search_model_versions("name='digits-e2e'")
     assert version.run_id == run.info.run_id
+    assert version.tags["flywheel.profile"] == "profile/training_profile.json"
     mlflow.set_tracking_uri(platform_settings.tracking_uri)
     model = mlflow.pytorch.load_model(f"models:/digits-e2e/{version.version}")
     assert model(__import__("torch").zeros(3, 64)).shape == (3, 10)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -24,12 +25,17 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from flywheel.client import JobUpdate
+from flywheel.client import JobUpdate, SnapshotReport
 from flywheel.errors import SpecError
 from flywheel.jobs import JobInfo
 from flywheel.local import PlatformStatus, UpResult
+from flywheel.monitoring import MonitorReport
 from flywheel.progress import ProgressEvent
+from flywheel.readiness import ReadinessReport
+from flywheel.snapshots import SnapshotManifest
 from flywheel.specs.experiment import ExperimentSpec
+
+_TOP_FEATURES = 10
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -236,6 +242,117 @@ def models_table(versions: list[dict[str, Any]]) -> None:
             f"{_ratio(v.get('online_accuracy'))} ({v['feedback']})",
         )  # fmt: skip
     out.print(table if versions else "no models served")
+
+
+def snapshots(reports: list[SnapshotReport]) -> None:
+    """Each snapshot of an experiment: where, how big, its schema and the runs that used it."""
+    for report in reports:
+        manifest = report.manifest
+        out.print(f"[bold]snapshot {report.fingerprint}[/]")
+        out.print(f"  location  {escape(report.url)}")
+        if manifest is None:
+            out.print("  [red]missing from the storage root[/] (deleted after the runs)")
+        else:
+            rows = ", ".join(f"{p.name} {p.rows} rows" for p in manifest.parts)
+            out.print(f"  source    {escape(manifest.source)}  ({rows})")
+            out.print(f"  size      {_size(manifest.size_bytes)}  created {manifest.created_at}")
+            out.print(f"  schema    {_schema(manifest)}")
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+        for column in ("run", "experiment", "status", "started"):
+            table.add_column(column)
+        for run in report.runs:
+            table.add_row(run.run_name, run.experiment, _state(run.status),
+                          _time(run.start_time_ms))  # fmt: skip
+        out.print(table)
+
+
+def snapshots_dict(reports: list[SnapshotReport]) -> list[dict[str, Any]]:
+    return [
+        {
+            "fingerprint": r.fingerprint,
+            "url": r.url,
+            "manifest": r.manifest.model_dump() if r.manifest else None,
+            "runs": [asdict(run) for run in r.runs],
+        }
+        for r in reports
+    ]
+
+
+def monitor_report(report: MonitorReport) -> None:
+    """The verdict, one row per version, then the most drifted features of the busiest one."""
+    verdict = "[bold red]drift[/]" if report.drift else "[green]no drift[/]"
+    out.print(f"{report.model}: {verdict} over {report.requests} logged requests")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("version", "requests", "error rate", "p50 ms", "p95 ms", "accuracy (labels)",
+                   "drift", "MMD p", "predictions p"):  # fmt: skip
+        table.add_column(column)
+    for v in report.versions:
+        drift = "yes" if v.drift else "no" if v.enough_requests else "too few requests"
+        if not v.profiled:
+            drift = "no profile"
+        table.add_row(
+            v.version, str(v.requests), _ratio(v.error_rate), _number(v.latency_p50_ms),
+            _number(v.latency_p95_ms), f"{_ratio(v.online_accuracy)} ({v.feedback})", drift,
+            _ratio(v.multivariate_p_value), _ratio(v.prediction_p_value),
+        )  # fmt: skip
+    out.print(table if report.versions else "no logged requests in the window")
+    for v in report.versions:
+        for reason in v.reasons:
+            out.print(f"  [red]v{v.version}[/] {escape(reason)}")
+    top = sorted(report.features, key=lambda f: (-f.drifted, -f.psi))[:_TOP_FEATURES]
+    if top:
+        features = Table(title="features (most drifted first)", box=box.SIMPLE_HEAD)
+        for column in ("feature", "PSI", "KS", "KS p", "drifted"):
+            features.add_column(column)
+        for f in top:
+            features.add_row(f.name, f"{f.psi:.3f}", f"{f.ks_statistic:.3f}",
+                             f"{f.ks_p_value:.2g}", "yes" if f.drifted else "")  # fmt: skip
+        out.print(features)
+    if report.alert is not None and report.alert.active:
+        out.print(
+            f"[bold red]alert active[/] since {_time(int((report.alert.since_s or 0) * 1000))}"
+        )
+
+
+def readiness_report(report: ReadinessReport) -> None:
+    """The 28 tests by group, then the scores."""
+    table = Table(title=f"ML Test Score of {report.model} version {report.version}",
+                  box=box.SIMPLE_HEAD, pad_edge=False)  # fmt: skip
+    for column in ("test", "", "status", "evidence"):
+        table.add_column(column)
+    colour = {"passed": "green", "failed": "red", "not verifiable": "dim"}
+    for t in report.tests:
+        table.add_row(t.id, escape(t.title), f"[{colour[t.status]}]{t.status}[/]",
+                      escape(t.evidence))  # fmt: skip
+    out.print(table)
+    groups = "  ".join(f"{g} {s:g}" for g, s in report.group_scores.items())
+    verified = f"{report.verified} of {len(report.tests)} tests verified by the platform"
+    out.print(f"scores: {groups}; final score {report.score:g} ({verified})")
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _schema(manifest: SnapshotManifest) -> str:
+    """Columns in brief: runs of x0..xN with one type are folded into one entry."""
+    features = [c for c in manifest.columns if c.name.startswith("x") and c.name[1:].isdigit()]
+    others = [c for c in manifest.columns if c not in features]
+    parts = [f"{c.name}: {c.type}" for c in others if c.name != "y"]
+    if features:
+        parts.append(f"x0..x{len(features) - 1}: {features[0].type}")
+    parts += [f"{c.name}: {c.type}" for c in others if c.name == "y"]
+    shape = "x".join(map(str, manifest.feature_shape)) or "scalar"
+    return f"{', '.join(parts)}  (features per example: {shape})"
+
+
+def _size(size_bytes: int) -> str:
+    size = float(size_bytes)
+    for unit in ("B", "KiB", "MiB"):
+        if size < 1024:
+            return f"{size:.0f} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
 
 
 def _ratio(value: float | None) -> str:

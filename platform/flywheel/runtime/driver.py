@@ -25,8 +25,10 @@ from flywheel.progress import ProgressEvent, emit
 from flywheel.rollout import ServePlan
 from flywheel.runtime import checks
 from flywheel.runtime import data as data_mod
+from flywheel.runtime.profile import log_training_profile
 from flywheel.runtime.search import run_search
 from flywheel.runtime.serve.admin import serve_new_version
+from flywheel.runtime.snapshot import record_snapshot
 from flywheel.runtime.task import LoadedTask, load_task
 from flywheel.runtime.train import fit, load_checkpoint_state
 from flywheel.specs.base import Scalar
@@ -94,7 +96,9 @@ def run_experiment(plan: JobPlan, run: ExperimentRun, experiment_dir: Path) -> N
     split = data_mod.split_dataset(dataset, spec.data)
     features, targets = data_mod.to_arrays(dataset)
     digest = data_mod.fingerprint(features, targets)
-    run.log_dataset(features, targets, name=f"{spec.task.module}.load_data", digest=digest[:36])
+    snapshot = record_snapshot(plan.storage_root, spec.task.module, run, features, targets, split)
+    verb = "reused" if snapshot.reused else "stored"
+    emit(ProgressEvent("setup", f"{verb} data snapshot {snapshot.manifest.fingerprint[:12]}"))
     run.log_params(
         {
             "data.sha256": digest,
@@ -108,7 +112,7 @@ def run_experiment(plan: JobPlan, run: ExperimentRun, experiment_dir: Path) -> N
     result = fit(final, run.run_id)
     if result.checkpoint is None:
         raise FlywheelError("training finished without a checkpoint; nothing to register")
-    version = _register(final, run, task, load_checkpoint_state(result.checkpoint), features)
+    version = _register(final, run, task, load_checkpoint_state(result.checkpoint), features, split)
     if version is not None and spec.search is not None:
         set_model_alias(plan.tracking_uri, version, CANDIDATE_ALIAS)
         emit(ProgressEvent("register", f"alias {CANDIDATE_ALIAS!r} -> version {version.version}"))
@@ -180,6 +184,7 @@ def _register(
     task: LoadedTask,
     state: dict[str, Any],
     features: np.ndarray,
+    split: data_mod.Split,
 ) -> RegisteredVersion | None:
     spec = plan.spec
     emit(ProgressEvent("register", "logging the final model"))
@@ -200,6 +205,11 @@ def _register(
     )
     if version is not None:
         emit(ProgressEvent("register", f"registered {version.name} version {version.version}"))
+    train_features = features[split.train_indices]
+    if log_training_profile(
+        run, plan.tracking_uri, version, model, train_features, spec.task, spec.data.seed
+    ):
+        emit(ProgressEvent("register", "logged the training profile"))
     return version
 
 

@@ -20,6 +20,15 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
+class LenientModel(BaseModel):
+    """Data read back from storage or another process: unknown fields are ignored, not errors.
+
+    A newer writer may add fields; an older reader must still read what it knows.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
 class NestedValueError(ValueError):
     """A cross-field rule's failure that belongs to one nested field.
 

@@ -132,6 +132,37 @@ class RolloutSpec(StrictModel):
         return steps
 
 
+class MonitorSpec(StrictModel):
+    """The request log, drift thresholds and alerts of a served model (`flywheel monitor`)."""
+
+    sample_rate: float = Field(
+        default=0.1, ge=0.0, le=1.0, description="Share of requests written to the request log."
+    )
+    retention_hours: float = Field(
+        default=168.0, gt=0.0, description="How long the request log keeps a request, in hours."
+    )
+    window_requests: int = Field(
+        default=200, ge=1, description="Sampled requests `flywheel monitor` judges by default."
+    )
+    min_requests: int = Field(
+        default=50, ge=2, description="Fewest sampled requests in a window that get a verdict."
+    )
+    p_value: float = Field(
+        default=0.01,
+        gt=0.0,
+        lt=1.0,
+        description="Level of each drift test (KS over the features, MMD, predictions).",
+    )
+    psi: float = Field(
+        default=0.75, gt=0.0, description="A feature whose PSI exceeds this has drifted."
+    )
+    webhook_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="POSTed a JSON alert when drift is raised or cleared; null: no webhook.",
+    )
+
+
 class ServeSpec(StrictModel):
     """Serve the registered model at the end of the experiment, behind the OIP v2 gateway.
 
@@ -149,4 +180,7 @@ class ServeSpec(StrictModel):
     )
     rollout: RolloutSpec = Field(
         default_factory=RolloutSpec, description="How a later version is rolled out."
+    )
+    monitor: MonitorSpec = Field(
+        default_factory=MonitorSpec, description="Request log, drift thresholds and alerts."
     )

@@ -156,6 +156,29 @@ def list_names(url: str) -> list[str]:
     return sorted(str(e["name"]).rsplit("/", 1)[-1] for e in entries if e["type"] == "file")
 
 
+def list_files(url: str, pattern: str = "**") -> list[tuple[str, int]]:
+    """``(url, size in bytes)`` of the files under the folder ``url`` matching ``pattern``."""
+    fs, path = filesystem(url)
+    with translated("list", url):
+        if not fs.exists(path):
+            return []
+        found = fs.glob(f"{path.rstrip('/')}/{pattern}", detail=True)
+    prefix = url[: len(url) - len(path)] if url.endswith(path) else ""
+    return sorted(
+        (f"{prefix}{name}", int(info.get("size") or 0))
+        for name, info in found.items()
+        if info.get("type") == "file"
+    )
+
+
+def remove(url: str) -> None:
+    """Delete the file or folder at ``url``; nothing happens when it is absent."""
+    fs, path = filesystem(url)
+    with translated("delete", url):
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+
+
 def read_texts(url: str, pattern: str = "*") -> list[str]:
     """The contents of the files matching ``pattern`` in the folder ``url`` (none if absent)."""
     fs, path = filesystem(url)
