@@ -25,7 +25,7 @@ from benchmarks.search_quality.metrics import Results
 from benchmarks.search_quality.orchestration import measure
 from benchmarks.search_quality.plots import write_plots
 from benchmarks.search_quality.problems import get_problem, problem_families
-from benchmarks.search_quality.report import render
+from benchmarks.search_quality.report import orchestration_table, render
 from benchmarks.search_quality.runner import (
     load_traces,
     plan_tasks,
@@ -50,6 +50,11 @@ QUICK_PROBLEMS = [
 def main(argv: list[str]) -> None:
     """Run the benchmark as ``argv`` asks; print its tables."""
     args = _parser().parse_args(argv)
+    if args.orchestration_only:
+        cost = measure(args.orchestration_trials)
+        print(f"Search orchestration: `{_command(argv)}`\n")
+        print(orchestration_table(cost))
+        return
     if args.quick:
         args.seeds, args.budgets, args.orchestration_trials = 3, [25, 50], 5
         args.problems = args.problems or QUICK_PROBLEMS
@@ -106,6 +111,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes")
     parser.add_argument(
         "--orchestration-trials", type=int, default=30, help="trials of the Tune cost; 0: skip"
+    )
+    parser.add_argument(
+        "--orchestration-only", action="store_true", help="measure the Tune cost and nothing else"
     )
     parser.add_argument("--plots-dir", type=Path, help=f"where PNGs go; default {PLOTS_DIR}")
     parser.add_argument("--no-plots", action="store_true")
