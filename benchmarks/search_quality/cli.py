@@ -66,9 +66,9 @@ def main(argv: list[str]) -> None:
         loaded = [trace for path in args.load for trace in load_traces(path)]
         traces = [t for t in loaded if t.problem in names and t.method in methods]
     else:
-        traces = run_tasks(plan_tasks(names, methods, budgets, args.seeds), args.jobs)
-    if args.save is not None:
-        save_traces(traces, args.save)
+        traces = run_tasks(plan_tasks(names, methods, budgets, args.seeds), args.jobs, args.save)
+        if args.save is not None:
+            save_traces(traces, args.save)  # in task order
     results = Results(traces, [get_problem(name) for name in names])
     missing = results.missing(budgets)
     if missing:
@@ -117,7 +117,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--plots-dir", type=Path, help=f"where PNGs go; default {PLOTS_DIR}")
     parser.add_argument("--no-plots", action="store_true")
-    parser.add_argument("--save", type=Path, help="write every trace to this JSON file")
+    parser.add_argument(
+        "--save", type=Path, help="write every trace to this JSON file, as each run finishes"
+    )
     parser.add_argument(
         "--load", type=Path, nargs="+", help="render traces saved by --save, run nothing"
     )

@@ -66,8 +66,12 @@ def run_task(task: Task) -> Trace:
     return run_method(get_problem(task.problem), task.method, task.budget, task.seed)
 
 
-def run_tasks(tasks: list[Task], jobs: int) -> list[Trace]:
-    """Run ``tasks`` on ``jobs`` processes (1: in this process), showing progress on stderr."""
+def run_tasks(tasks: list[Task], jobs: int, save: Path | None = None) -> list[Trace]:
+    """Run ``tasks`` on ``jobs`` processes (1: in this process), showing progress on stderr.
+
+    With ``save``, the traces finished so far are written there after each run, so that a run
+    stopped halfway keeps what it measured (``--load`` renders it once it is complete).
+    """
     progress = Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -75,20 +79,25 @@ def run_tasks(tasks: list[Task], jobs: int) -> list[Trace]:
         TimeElapsedColumn(),
         console=Console(stderr=True),
     )
+    done: list[Trace] = []
+
+    def finished(trace: Trace) -> None:
+        done.append(trace)
+        if save is not None:
+            save_traces(done, save)
+        progress.advance(bar)
+
     with progress:
         bar = progress.add_task("search-quality runs", total=len(tasks))
         if jobs == 1:
-            traces = []
             for task in tasks:
-                traces.append(run_task(task))
-                progress.advance(bar)
-            return traces
+                finished(run_task(task))
+            return done
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
             futures: list[Future[Trace]] = [pool.submit(run_task, task) for task in tasks]
             for future in as_completed(futures):
-                future.result()
-                progress.advance(bar)
+                finished(future.result())
             return [future.result() for future in futures]
 
 
