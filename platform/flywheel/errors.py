@@ -10,8 +10,10 @@ happened and what to do next. Anything else escaping flywheel is a bug.
     ├── JobError             a job cannot be submitted, found or stopped
     │   └── JobNotFoundError
     ├── CheckFailedError     a sanity check (baseline, overfit one batch) failed inside a job
-    └── ServeError           a model cannot be deployed, rolled out, found or queried
-        └── ServeInputError  the request itself is wrong (unknown model or version, bad JSON)
+    ├── StorageError         the storage root cannot be read or written (names bucket and operation)
+    ├── ServeError           a model cannot be deployed, rolled out, found or queried
+    │   └── ServeInputError  the request itself is wrong (unknown model or version, bad JSON)
+    └── K8sError             Kubernetes manifests cannot be rendered, or the API server refused
 """
 
 from __future__ import annotations
@@ -78,9 +80,28 @@ class CheckFailedError(FlywheelError):
     """A pre-training sanity check failed; the message says what usually causes it."""
 
 
+class StorageError(FlywheelError):
+    """The storage root cannot be read or written, after retrying what was worth retrying.
+
+    The message names the operation, the bucket (or folder) and the object; it never carries
+    credentials.
+    """
+
+    def __init__(self, operation: str, url: str, bucket: str | None, reason: str) -> None:
+        self.operation = operation
+        self.url = url
+        self.bucket = bucket
+        where = f"{url} in bucket {bucket!r}" if bucket else url
+        super().__init__(f"cannot {operation} {where}: {reason}")
+
+
 class ServeError(FlywheelError):
     """A model cannot be deployed, rolled out, found or queried."""
 
 
 class ServeInputError(ServeError):
     """A serving request is wrong as given (unknown model or version, bad JSON); nothing changed."""
+
+
+class K8sError(FlywheelError):
+    """Kubernetes manifests cannot be rendered as asked, or the API server refused a request."""

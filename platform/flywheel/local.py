@@ -28,6 +28,7 @@ import httpx
 
 from flywheel.errors import PlatformError, PortInUseError
 from flywheel.settings import Settings
+from flywheel.storage_layout import StorageLayout
 
 __all__ = [
     "MLFLOW",
@@ -37,6 +38,7 @@ __all__ = [
     "PlatformStatus",
     "UpResult",
     "free_ports",
+    "mlflow_artifacts_destination",
     "ray_client_env",
     "read_ray_auth_token",
 ]
@@ -364,7 +366,7 @@ def _mlflow_component(settings: Settings, home: Path) -> _Component:
     args = (
         "server", "--host", settings.host, "--port", str(settings.mlflow_port),
         "--backend-store-uri", store_uri, "--serve-artifacts",
-        "--artifacts-destination", str(home / "mlflow" / "artifacts"), "--workers", "1",
+        "--artifacts-destination", mlflow_artifacts_destination(settings), "--workers", "1",
     )  # fmt: skip
     # MLflow 3 also starts a GenAI job runner (eight huey consumers) that flywheel never uses.
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
@@ -373,6 +375,15 @@ def _mlflow_component(settings: Settings, home: Path) -> _Component:
         args, env, (home / "mlflow",), store_uri, home / "run" / "mlflow.pid",
         home / "logs" / "mlflow.log",
     )  # fmt: skip
+
+
+def mlflow_artifacts_destination(settings: Settings) -> str:
+    """Where the MLflow server keeps artifacts: in the bucket when the storage root is on S3
+    (the server proxies them, so clients need no S3 credentials), else under home."""
+    layout = StorageLayout(settings.storage_root)
+    if layout.is_s3:
+        return layout.mlflow_artifacts()
+    return str(settings.home.expanduser().absolute() / "mlflow" / "artifacts")
 
 
 def _ignore(message: str) -> None:
@@ -420,6 +431,7 @@ def _child_env(settings: Settings, home: Path, extra: dict[str, str]) -> dict[st
     env["PATH"] = os.pathsep.join([python_bin, env.get("PATH", "")]).rstrip(os.pathsep)
     env["MLFLOW_TRACKING_URI"] = settings.tracking_uri
     env["FLYWHEEL_HOME"] = str(home)
+    env["FLYWHEEL_STORAGE_ROOT"] = settings.storage_root
     env.update(extra)
     return env
 

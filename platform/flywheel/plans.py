@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from flywheel.rollout import ServeTarget, serve_target
 from flywheel.settings import Settings
 from flywheel.specs.experiment import ExperimentSpec
+from flywheel.storage_layout import StorageLayout, parse_root
 
 #: Where the plan lives inside the job's working directory.
 PLAN_PATH = PurePosixPath(".flywheel/plan.json")
@@ -56,7 +57,7 @@ def spec_sha256(spec_bytes: bytes) -> str:
 
 def bundle_url(storage_root: str, job_id: str) -> str:
     """Where a job's code bundle is kept, so that the job can be resumed later."""
-    return f"{storage_root.rstrip('/')}/bundles/{job_id}"
+    return StorageLayout(storage_root).bundle(job_id)
 
 
 def resumed_plan(plan: JobPlan, job_id: str) -> JobPlan:
@@ -81,7 +82,8 @@ def spec_to_job_plan(
 ) -> JobPlan:
     """Derive the job plan for ``spec``."""
     digest = spec_sha256(spec_bytes)
-    storage_root = spec.storage.root or str(settings.storage_root)
+    storage_root = spec.storage.root or settings.storage_root
+    parse_root(storage_root)  # a root of an unknown kind fails here, before anything is written
     return JobPlan(
         job_id=job_id,
         spec=spec,

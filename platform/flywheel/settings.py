@@ -25,6 +25,15 @@ class Settings(BaseSettings):
         default_factory=lambda: Path.home() / ".flywheel",
         description="Platform home: MLflow database and artifacts, Ray state, storage root.",
     )
+    storage_root: str = Field(
+        default_factory=lambda data: str(Path(data["home"]) / "storage"),
+        min_length=1,
+        description=(
+            "Default storage root of experiments, serving state and (for s3://) MLflow artifacts: "
+            "a local directory or `s3://bucket/prefix` (default: `storage` under home). "
+            "S3 endpoint and credentials come from the standard AWS variables."
+        ),
+    )
     host: str = Field(
         default="127.0.0.1",
         description="Address the embedded servers bind to. Loopback by default; change with care.",
@@ -81,11 +90,6 @@ class Settings(BaseSettings):
     def serve_url(self) -> str:
         """URL of the model gateway."""
         return f"http://{self.host}:{self.serve_port}"
-
-    @property
-    def storage_root(self) -> Path:
-        """Default storage root for experiments that do not name one."""
-        return self.home / "storage"
 
     @property
     def ray_auth_token_path(self) -> Path:

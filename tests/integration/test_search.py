@@ -141,7 +141,7 @@ def test_a_stopped_search_resumes_without_running_finished_trials_again(
     assert list(client.follow(first, poll_s=0.5))[-1].job.state == "STOPPED"
     journal = JournalStorage(
         JournalFileBackend(
-            str(platform_settings.storage_root / "search/testing/resume-it/journal.log")
+            str(Path(platform_settings.storage_root) / "search/testing/resume-it/journal.log")
         )
     )
     before = _finished(journal, f"{first}:coarse")

@@ -259,7 +259,7 @@ def test_canary_takes_its_share_and_feedback_gives_online_accuracy(
     assert listed[version]["feedback"] == labelled[version]
     assert listed["1"]["online_accuracy"] is not None and listed["1"]["online_accuracy"] > 0.5
     feedback_files = list(
-        (platform_settings.storage_root / "serving" / "feedback" / MODEL).glob("*.json")
+        (Path(platform_settings.storage_root) / "serving" / "feedback" / MODEL).glob("*.json")
     )
     assert len(feedback_files) == 100
 

@@ -1,6 +1,7 @@
 """Coarse-to-fine and Bayesian search: stages of Ray Tune trials whose configurations Optuna draws.
 
-Each stage is one Optuna study in a journal file under the storage root, so the search state
+Each stage is one Optuna study in the experiment's journal under the storage root (a file on a
+local root, one object per entry on S3: :mod:`flywheel.storage.journal`), so the search state
 lives outside the Ray cluster: an interrupted search resumes where it stopped, trials that
 finished are not run again, and the samplers see every past trial. (Tuner.restore alone is known
 to lose the Optuna searcher's state.) Every stage after the first may narrow the space around the
@@ -14,11 +15,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 import optuna
 from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState, create_trial
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
@@ -34,6 +33,9 @@ from flywheel.runtime.search_plots import narrowed_box_figure, record_stage_plot
 from flywheel.runtime.trial import TrialTracker, run_trial, trial_resources
 from flywheel.specs.base import Scalar
 from flywheel.specs.search import AshaScheduler, Param, Stage
+from flywheel.storage.arrow import ray_storage
+from flywheel.storage.journal import journal_backend
+from flywheel.storage_layout import StorageLayout
 from flywheel.tracking import TAG_SEARCH_ID, ExperimentRun, end_stale_runs
 
 #: Trial user attribute marking a trial copied in from an earlier stage.
@@ -82,14 +84,8 @@ def run_search(plan: JobPlan, parent: ExperimentRun) -> SearchOutcome:
 
 def journal_storage(plan: JobPlan) -> JournalStorage:
     """The Optuna journal of this experiment, under the storage root."""
-    if "://" in plan.storage_root:
-        raise FlywheelError(
-            "search state needs a local or shared-filesystem storage root for Optuna's journal; "
-            f"{plan.storage_root!r} is not one"
-        )
-    folder = Path(plan.storage_root) / "search" / plan.spec.team / plan.spec.name
-    folder.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(str(folder / "journal.log")))
+    layout = StorageLayout(plan.storage_root)
+    return JournalStorage(journal_backend(layout.search_journal(plan.spec.team, plan.spec.name)))
 
 
 def latest_search_id(storage: JournalStorage, plan: JobPlan) -> str:
@@ -181,6 +177,8 @@ def _tune(
         storage=storage,  # the journal: every ask and tell is durable
     )
     tracker = TrialTracker(plan, parent, stage, max_epochs, num_samples)
+    layout = StorageLayout(plan.storage_root)
+    tune_storage = ray_storage(layout.tune(plan.spec.team, plan.spec.name))
     tuner = tune.Tuner(
         tune.with_resources(
             tune.with_parameters(
@@ -199,7 +197,8 @@ def _tune(
         ),
         run_config=tune.RunConfig(
             name=f"{study_name.replace(':', '-')}-{plan.job_id}",
-            storage_path=f"{plan.storage_root.rstrip('/')}/search/{plan.spec.team}/{plan.spec.name}/tune",
+            storage_path=tune_storage.path,
+            storage_filesystem=tune_storage.filesystem,
             callbacks=[tracker],
             verbose=0,
         ),

@@ -30,6 +30,8 @@ from flywheel.runtime.parallel import checkpoint_activations, dp_group, make_mes
 from flywheel.runtime.task import LoadedTask, load_task
 from flywheel.specs.experiment import ExperimentSpec, ScalingSpec
 from flywheel.specs.parallel import data_coordinates
+from flywheel.storage.arrow import ray_storage
+from flywheel.storage_layout import StorageLayout
 from flywheel.tracking import TAG_RESUMED_FROM_EPOCH, log_epoch_metrics, set_run_tag
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -51,6 +53,7 @@ def fit(
     sharded strategy and mesh (DCP reshards); a ddp one under ddp.
     """
     spec = plan.spec
+    storage = ray_storage(checkpoint_root(plan))
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={
@@ -62,7 +65,8 @@ def fit(
         scaling_config=scaling_to_ray(spec.train.scaling),
         run_config=ray.train.RunConfig(
             name=name or plan.job_id,
-            storage_path=checkpoint_root(plan),
+            storage_path=storage.path,
+            storage_filesystem=storage.filesystem,
             failure_config=FailureConfig(max_failures=spec.train.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             callbacks=callbacks,
@@ -82,7 +86,7 @@ def scaling_to_ray(scaling: ScalingSpec) -> ScalingConfig:
 
 def checkpoint_root(plan: JobPlan) -> str:
     """Where Ray Train keeps this team's checkpoints under the storage root."""
-    return f"{plan.storage_root.rstrip('/')}/checkpoints/{plan.spec.team}/{plan.spec.name}"
+    return StorageLayout(plan.storage_root).checkpoints(plan.spec.team, plan.spec.name)
 
 
 def load_checkpoint_state(checkpoint: Checkpoint) -> dict[str, Any]:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from flywheel.errors import FlywheelError
 from flywheel.specs.base import (
     IMPORT_PATH_PATTERN,
     SLUG_PATTERN,
@@ -20,6 +21,7 @@ from flywheel.specs.base import (
 from flywheel.specs.parallel import MeshShape, Strategy, resolve_mesh
 from flywheel.specs.search import ChoiceParam, SearchSpec
 from flywheel.specs.serving import ServeSpec
+from flywheel.storage_layout import parse_root
 
 #: A name the MLflow Model Registry accepts and that is safe in URLs and file names.
 REGISTRY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -274,9 +276,19 @@ class StorageSpec(StrictModel):
         min_length=1,
         description=(
             "Storage root: a local directory or `s3://bucket/prefix`; "
-            "default under the platform home."
+            "default: the platform's `FLYWHEEL_STORAGE_ROOT`."
         ),
     )
+
+    @field_validator("root")
+    @classmethod
+    def _known_kind(cls, root: str | None) -> str | None:
+        if root is not None:
+            try:
+                parse_root(root)
+            except FlywheelError as e:
+                raise ValueError(str(e)) from None
+        return root
 
 
 class ExperimentSpec(StrictModel):

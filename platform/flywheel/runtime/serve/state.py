@@ -43,11 +43,11 @@ class RequestRecord:
 
 
 def routes_url(storage_root: str) -> str:
-    return storage.join(storage_root, "serving", "routes.json")
+    return storage.StorageLayout(storage_root).serving_routes()
 
 
 def feedback_url(storage_root: str, model: str) -> str:
-    return storage.join(storage_root, "serving", "feedback", model)
+    return storage.StorageLayout(storage_root).feedback(model)
 
 
 def router_state(storage_root: str) -> Any:
