@@ -8,6 +8,16 @@ Bingham, https://www.sfu.ca/~ssurjano/optimization.html):
 - Hartmann-6, 6-D on [0, 1]^6: one global minimum of -3.32237.
 - Rastrigin, d-D on [-5.12, 5.12]^d: highly multimodal, global minimum 0 at the origin.
 - Ackley (a=20, b=0.2, c=2 pi), d-D on [-32.768, 32.768]^d: global minimum 0 at the origin.
+
+Added so that the default plan is not tuned to the functions above, each of another character:
+
+- Rosenbrock, 4-D on [-5, 10]^4: one long, curved, flat-bottomed valley; minimum 0 at (1, ..., 1).
+- Levy, 5-D on [-10, 10]^5: many local minima on a slowly varying surface; minimum 0 at the ones.
+- Styblinski-Tang, 6-D on [-5, 5]^6: separable, with its minimum (-39.16599 d) near a corner at
+  x_i = -2.903534 and a deceptive second basin at +2.75.
+- Shekel (m=10), 4-D on [0, 10]^4: ten sharp, narrow wells on a flat plane; minimum -10.5364 at
+  (4, 4, 4, 4).
+- Six-hump camel, 2-D on [-3, 3] x [-2, 2]: two global minima of -1.0316 among six local ones.
 """
 
 from __future__ import annotations
@@ -92,6 +102,54 @@ def ackley(x: Points) -> NDArray[np.float64]:
     return result
 
 
+def rosenbrock(x: Points) -> NDArray[np.float64]:
+    """Rosenbrock: a curved valley whose floor falls slowly to the minimum."""
+    result: NDArray[np.float64] = np.sum(
+        100 * (x[:, 1:] - x[:, :-1] ** 2) ** 2 + (x[:, :-1] - 1) ** 2, axis=1
+    )
+    return result
+
+
+def levy(x: Points) -> NDArray[np.float64]:
+    """Levy: a rippled surface with its minimum at the ones."""
+    w = 1 + (x - 1) / 4
+    first = np.sin(math.pi * w[:, 0]) ** 2
+    middle = np.sum((w[:, :-1] - 1) ** 2 * (1 + 10 * np.sin(math.pi * w[:, :-1] + 1) ** 2), axis=1)
+    last = (w[:, -1] - 1) ** 2 * (1 + np.sin(2 * math.pi * w[:, -1]) ** 2)
+    result: NDArray[np.float64] = first + middle + last
+    return result
+
+
+def styblinski_tang(x: Points) -> NDArray[np.float64]:
+    """Styblinski-Tang: a separable quartic with two basins per coordinate."""
+    result: NDArray[np.float64] = 0.5 * np.sum(x**4 - 16 * x**2 + 5 * x, axis=1)
+    return result
+
+
+_SHEKEL_BETA = 0.1 * np.array([1, 2, 2, 4, 4, 6, 3, 7, 5, 5])
+_SHEKEL_C = np.array(
+    [
+        [4, 1, 8, 6, 3, 2, 5, 8, 6, 7],
+        [4, 1, 8, 6, 7, 9, 3, 1, 2, 3.6],
+        [4, 1, 8, 6, 3, 2, 5, 8, 6, 7],
+        [4, 1, 8, 6, 7, 9, 3, 1, 2, 3.6],
+    ]
+)
+
+
+def shekel(x: Points) -> NDArray[np.float64]:
+    """Shekel (m=10): minus a sum of ten inverted wells."""
+    squared = np.sum((x[:, :, None] - _SHEKEL_C[None, :, :]) ** 2, axis=1)
+    result: NDArray[np.float64] = -np.sum(1 / (squared + _SHEKEL_BETA[None, :]), axis=1)
+    return result
+
+
+def six_hump_camel(x: Points) -> NDArray[np.float64]:
+    """Six-hump camel: six local minima, two of them global."""
+    x1, x2 = x[:, 0], x[:, 1]
+    return (4 - 2.1 * x1**2 + x1**4 / 3) * x1**2 + x1 * x2 + (-4 + 4 * x2**2) * x2**2
+
+
 def analytic_functions() -> dict[str, AnalyticFunction]:
     """The benchmark's analytic functions by problem name."""
     functions = [
@@ -120,4 +178,23 @@ def analytic_functions() -> dict[str, AnalyticFunction]:
         functions.append(
             AnalyticFunction(f"ackley{dim}", ackley, (box,) * dim, ((0.0,) * dim,), 0.0)
         )
+    functions += [
+        AnalyticFunction("rosenbrock4", rosenbrock, ((-5.0, 10.0),) * 4, ((1.0,) * 4,), 0.0),
+        AnalyticFunction("levy5", levy, ((-10.0, 10.0),) * 5, ((1.0,) * 5,), 0.0),
+        AnalyticFunction(
+            "styblinski-tang6",
+            styblinski_tang,
+            ((-5.0, 5.0),) * 6,
+            ((-2.903534,) * 6,),
+            -39.16599 * 6,
+        ),
+        AnalyticFunction("shekel4", shekel, ((0.0, 10.0),) * 4, ((4.0,) * 4,), -10.5364),
+        AnalyticFunction(
+            "six-hump-camel",
+            six_hump_camel,
+            ((-3.0, 3.0), (-2.0, 2.0)),
+            ((0.0898, -0.7126), (-0.0898, 0.7126)),
+            -1.0316,
+        ),
+    ]
     return {f.name: f for f in functions}

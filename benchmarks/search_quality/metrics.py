@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from benchmarks.search_quality.methods import ANYTIME_METHODS, Trace
+from benchmarks.search_quality.methods import Trace
 from benchmarks.search_quality.problems import Problem
 
 
@@ -72,15 +72,24 @@ class Results:
             for problem in self.problems
             for method in self.methods
             for budget in budgets
-            if any(
-                (problem.name, method, seed, self._run_budget(method, budget)) not in self._index
-                for seed in self.seeds
-            )
+            if any(self._find(problem.name, method, seed, budget) is None for seed in self.seeds)
         ]
 
     def trace(self, problem: str, method: str, seed: int, budget: int) -> Trace:
-        """The run that gives ``method``'s result at ``budget`` (anytime methods: the longest)."""
-        return self._index[(problem, method, seed, self._run_budget(method, budget))]
+        """The run that gives ``method``'s result at ``budget``: the run of that budget, else the
+        longest (the runner runs a budget-independent method once, at the largest budget)."""
+        found = self._find(problem, method, seed, budget)
+        if found is None:
+            raise KeyError(f"no run of {method} on {problem} with seed {seed} at {budget} trials")
+        return found
+
+    def runs_once(self, problem: str, method: str) -> bool:
+        """Whether ``method`` ran only at the largest budget on ``problem`` (budget-independent)."""
+        return all(
+            t.budget == self.max_budget
+            for t in self.traces
+            if t.problem == problem and t.method == method
+        )
 
     def regrets(self, problem: str, method: str, budget: int) -> list[float]:
         """Normalized regret of the best of the first ``budget`` trials, one per seed."""
@@ -164,8 +173,9 @@ class Results:
                 wins[method] += 1 / len(best)
         return wins
 
-    def _run_budget(self, method: str, budget: int) -> int:
-        return self.max_budget if method in ANYTIME_METHODS else budget
+    def _find(self, problem: str, method: str, seed: int, budget: int) -> Trace | None:
+        exact = self._index.get((problem, method, seed, budget))
+        return exact or self._index.get((problem, method, seed, self.max_budget))
 
     def _scale(self, problem: Problem) -> Scale:
         """The problem's known optimum and reference, else both taken from the runs."""

@@ -17,17 +17,19 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from benchmarks.search_quality.methods import ANYTIME_METHODS
 from benchmarks.search_quality.metrics import Results
 
 COLORS = {
     "coarse-to-fine": "#1f5fa8",
     "tpe": "#e07b10",
+    "tpe-mv": "#d62728",
+    "gp": "#2a9d4b",
+    "cmaes": "#9467bd",
     "random": "#7a7a7a",
-    "c2f-no-narrowing": "#2a9d4b",
-    "c2f-wider": "#a8326e",
-    "c2f-long": "#8c564b",
-    "c2f-long-no-narrowing": "#bcbd22",
+    "c2f-narrow": "#8c564b",
+    "c2f-share": "#bcbd22",
+    "c2f-tpe": "#17becf",
+    "c2f-gp": "#a8326e",
 }
 COLUMNS = 3
 #: Regrets below this (0 included) are drawn at it.
@@ -77,10 +79,11 @@ def _panel(ax: Axes, results: Results, problem: str, budgets: list[int]) -> None
             np.nanpercentile(curves[:, started], [25, 50, 75], axis=0), FLOOR
         )
         trials = np.arange(1, curves.shape[1] + 1)
-        style = "-" if method in ANYTIME_METHODS else "--"
+        once = results.runs_once(problem, method)
+        style = "-" if once else "--"
         ax.plot(trials, mid, style, color=color, label=method, linewidth=1.4)
         ax.fill_between(trials, low, high, color=color, alpha=0.15, linewidth=0)
-        if method not in ANYTIME_METHODS:
+        if not once:
             _budget_markers(ax, results, problem, method, budgets, color)
     ax.set_title(problem, fontsize=10)
     ax.set_xlabel("trials")

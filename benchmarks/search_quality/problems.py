@@ -2,7 +2,7 @@
 
 Every objective is minimized. A parameter's space key is what flywheel's search spec takes
 (``hparams.<name>`` or a ``train.*`` field), so the spaces go through flywheel's own narrowing
-and Optuna conversion unchanged. Three families:
+and Optuna conversion unchanged. Four families:
 
 - ``analytic``: the functions of :mod:`benchmarks.search_quality.analytic`, with their known
   global minimum; the normalizing reference is the median over 10,000 uniform random points.
@@ -10,6 +10,8 @@ and Optuna conversion unchanged. Three families:
   see :mod:`benchmarks.search_quality.tabular`.
 - ``digits``: the digits MLP trained for a few epochs, see :mod:`benchmarks.search_quality.digits`;
   its optimum and reference are taken from the runs.
+- ``sklearn``: an SVM tuned by cross-validation on scikit-learn's breast-cancer data, see
+  :mod:`benchmarks.search_quality.sklearn_svc`; its optimum and reference are taken from the runs.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Literal
 
 import numpy as np
 
-from benchmarks.search_quality import digits, tabular
+from benchmarks.search_quality import digits, sklearn_svc, tabular
 from benchmarks.search_quality.analytic import AnalyticFunction, analytic_functions
 from flywheel.specs.base import Scalar
 from flywheel.specs.search import Param, UniformParam
@@ -32,7 +34,7 @@ Objective = Callable[[Mapping[str, Scalar], int], float]
 #: How many uniform random points estimate an analytic function's reference value.
 REFERENCE_SAMPLES = 10_000
 
-Family = Literal["analytic", "tabular", "digits"]
+Family = Literal["analytic", "tabular", "sklearn", "digits"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ def problem_families() -> dict[str, Family]:
     """Every problem the benchmark knows, with its family, analytic first."""
     families: dict[str, Family] = dict.fromkeys(analytic_functions(), "analytic")
     families.update(dict.fromkeys(tabular.problem_names(), "tabular"))
+    families[sklearn_svc.NAME] = "sklearn"
     families[digits.NAME] = "digits"
     return families
 
@@ -79,6 +82,15 @@ def get_problem(name: str) -> Problem:
             reference=None,
             full_epochs=digits.FULL_EPOCHS,
             uses_fidelity=True,
+        )
+    if name == sklearn_svc.NAME:
+        return Problem(
+            name=name,
+            family="sklearn",
+            space=sklearn_svc.space(),
+            objective=sklearn_svc.SvcObjective(),
+            optimum=None,
+            reference=None,
         )
     table = tabular.load(name)
     return Problem(

@@ -61,8 +61,8 @@ def _summary_table(results: Results, budgets: list[int]) -> str:
         "each method's median normalized regret on each problem (1 = best, ties share)",
         "",
         "| budget | method | mean rank | problems best (ties shared) | median regret (median "
-        "over problems) |",
-        "|---|---|---|---|---|",
+        "over problems) | narrowing lost optimum (runs) |",
+        "|---|---|---|---|---|---|",
     ]
     for budget in budgets:
         ranks, wins = results.ranks(budget), results.wins(budget)
@@ -71,9 +71,20 @@ def _summary_table(results: Results, budgets: list[int]) -> str:
             median = statistics.median(row[method] for row in by_problem)
             rank = statistics.mean(ranks[method])
             lines.append(
-                f"| {budget} | {method} | {rank:.2f} | {wins[method]:.1f} | {_number(median)} |"
+                f"| {budget} | {method} | {rank:.2f} | {wins[method]:.1f} | {_number(median)} "
+                f"| {_loss_rate(results, method, budget)} |"
             )
     return "\n".join(lines)
+
+
+def _loss_rate(results: Results, method: str, budget: int) -> str:
+    """The share of runs, over the problems with known minimizers, whose narrowed space held none
+    of them; '-' for a method that does not narrow."""
+    if not results.narrows(method):
+        return "-"
+    counts = [results.narrowing_failures(p.name, method, budget) for p in results.problems]
+    failed, known = sum(f for f, _ in counts), sum(k for _, k in counts)
+    return f"{failed} of {known} ({100 * failed / known:.0f}%)" if known else "n/a"
 
 
 def _regret_table(results: Results, budget: int) -> str:

@@ -1,7 +1,8 @@
 """Every (problem, method, budget, seed) run, spread over worker processes, with a progress bar.
 
-Anytime methods (TPE, random) run once at the largest budget; coarse-to-fine plans depend on the
-budget, so they run once per budget. Workers are spawned (not forked) so that each builds its
+A method whose first n trials do not depend on the budget (the single-stage peers, and a plan
+whose budgets differ only in its last stage's trials) runs once, at the largest budget; another
+runs once per budget. Workers are spawned (not forked) so that each builds its
 own torch and Optuna state; a worker builds each problem once.
 """
 
@@ -14,10 +15,11 @@ from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-from benchmarks.search_quality.methods import ANYTIME_METHODS, Trace, run_method
+from benchmarks.search_quality.methods import Trace, budget_independent, run_method
 from benchmarks.search_quality.problems import get_problem
 
 
@@ -39,19 +41,37 @@ def plan_tasks(
         Task(problem, method, budget, seed)
         for problem in problems
         for method in methods
-        for budget in ([max(budgets)] if method in ANYTIME_METHODS else budgets)
+        for budget in _run_budgets(problem, method, budgets)
         for seed in range(seeds)
     ]
-    return sorted(tasks, key=lambda t: (not t.problem.startswith("digits"), -t.budget))
+    return sorted(tasks, key=lambda t: (not t.problem.startswith("digits"), -_cost(t)))
+
+
+def _cost(task: Task) -> float:
+    """A rough cost, to start the slowest runs first: a GP's trials cost more the more there are."""
+    gp = task.method in ("gp", "c2f-gp", "coarse-to-fine", "c2f-share", "c2f-trust-region")
+    return task.budget**2 if gp else task.budget
+
+
+def _run_budgets(problem: str, method: str, budgets: list[int]) -> list[int]:
+    if budget_independent(get_problem(problem), method, budgets):
+        return [max(budgets)]
+    return budgets
 
 
 def run_task(task: Task) -> Trace:
-    """Run one task (in a worker process)."""
+    """Run one task (in a worker process), on one thread: there is one worker per core, and
+    a GP sampler's torch threads fighting over the cores made it four times slower."""
+    torch.set_num_threads(1)
     return run_method(get_problem(task.problem), task.method, task.budget, task.seed)
 
 
-def run_tasks(tasks: list[Task], jobs: int) -> list[Trace]:
-    """Run ``tasks`` on ``jobs`` processes (1: in this process), showing progress on stderr."""
+def run_tasks(tasks: list[Task], jobs: int, save: Path | None = None) -> list[Trace]:
+    """Run ``tasks`` on ``jobs`` processes (1: in this process), showing progress on stderr.
+
+    With ``save``, the traces finished so far are written there after each run, so that a run
+    stopped halfway keeps what it measured (``--load`` renders it once it is complete).
+    """
     progress = Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -59,20 +79,25 @@ def run_tasks(tasks: list[Task], jobs: int) -> list[Trace]:
         TimeElapsedColumn(),
         console=Console(stderr=True),
     )
+    done: list[Trace] = []
+
+    def finished(trace: Trace) -> None:
+        done.append(trace)
+        if save is not None:
+            save_traces(done, save)
+        progress.advance(bar)
+
     with progress:
         bar = progress.add_task("search-quality runs", total=len(tasks))
         if jobs == 1:
-            traces = []
             for task in tasks:
-                traces.append(run_task(task))
-                progress.advance(bar)
-            return traces
+                finished(run_task(task))
+            return done
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
             futures: list[Future[Trace]] = [pool.submit(run_task, task) for task in tasks]
             for future in as_completed(futures):
-                future.result()
-                progress.advance(bar)
+                finished(future.result())
             return [future.result() for future in futures]
 
 

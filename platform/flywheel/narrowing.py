@@ -5,6 +5,12 @@ The runtime runs the trials (Ray Tune, Optuna) and records what is decided here:
 ``narrow`` rule (:class:`~flywheel.specs.search.Narrowing`) searches the space of the stage before
 it, shrunk around the best trials so far; :func:`apply_overrides` turns one trial's parameters
 into the spec it trains.
+
+A trust region (:class:`TrustRegion`) is the reversible kind of narrowing, after TuRBO (Eriksson
+et al., 2019): a box around the best trial so far that doubles after a run of batches that
+improved on the best and halves after a run of batches that did not; when it has shrunk below
+its floor, the search restarts over the whole space. :func:`next_region` decides the next box
+from the last batch; :func:`region_space` turns it into a search space.
 """
 
 from __future__ import annotations
@@ -34,8 +40,12 @@ from flywheel.specs.search import (
 __all__ = [
     "NarrowingDecision",
     "TrialResult",
+    "TrustRegion",
+    "TrustRule",
     "apply_overrides",
     "narrow",
+    "next_region",
+    "region_space",
     "within",
 ]
 
@@ -135,6 +145,82 @@ def narrow(
     return NarrowingDecision(stage, old, new, top, kept_previous=False, reason=reason)
 
 
+@dataclass(frozen=True)
+class TrustRule:
+    """How a trust region grows and shrinks (TuRBO's defaults, scaled to a unit box)."""
+
+    initial_length: float = 0.8
+    """The side of a new region, as a fraction of each numeric parameter's range."""
+    min_length: float = 0.5**7
+    """Below this side the region has collapsed: restart over the whole space."""
+    max_length: float = 1.0
+    success_batches: int = 3
+    """Double the side after this many batches in a row that improved on the best."""
+    failure_batches: int = 3
+    """Halve the side after this many batches in a row that did not."""
+    min_improvement: float = 1e-3
+    """An improvement smaller than this fraction of the best value's magnitude is no success."""
+
+
+@dataclass(frozen=True)
+class TrustRegion:
+    """A trust region between two batches of trials: its side, its counters and its best value."""
+
+    length: float
+    successes: int = 0
+    failures: int = 0
+    best: float | None = None
+    """The best metric seen since the region last restarted; None: none yet."""
+    restarts: int = 0
+
+
+def next_region(
+    region: TrustRegion, batch: Iterable[float | None], mode: Literal["min", "max"], rule: TrustRule
+) -> TrustRegion:
+    """The region after a batch of trials with these metrics (None or non-finite: failed).
+
+    A batch that improves on the region's best by more than ``rule.min_improvement`` counts as a
+    success, any other as a failure; ``rule.success_batches`` successes in a row double the side
+    (up to ``rule.max_length``), ``rule.failure_batches`` failures in a row halve it. Below
+    ``rule.min_length`` the region restarts at ``rule.initial_length`` with no best value, so
+    that the next centre is the best trial of the whole search again.
+    """
+    values = [v for v in batch if v is not None and math.isfinite(v)]
+    sign = 1.0 if mode == "min" else -1.0
+    batch_best = min((sign * v for v in values), default=math.inf)
+    best = math.inf if region.best is None else sign * region.best
+    improved = (
+        batch_best < best - rule.min_improvement * abs(best)
+        if math.isfinite(best)
+        else (math.isfinite(batch_best))
+    )
+    new_best = min(best, batch_best)
+    successes = region.successes + 1 if improved else 0
+    failures = 0 if improved else region.failures + 1
+    length = region.length
+    if successes >= rule.success_batches:
+        length, successes = min(2 * length, rule.max_length), 0
+    if failures >= rule.failure_batches:
+        length, failures = length / 2, 0
+    if length < rule.min_length:
+        return TrustRegion(rule.initial_length, restarts=region.restarts + 1)
+    kept = sign * new_best if math.isfinite(new_best) else None
+    return TrustRegion(length, successes, failures, kept, region.restarts)
+
+
+def region_space(
+    space: Mapping[str, Param], center: Mapping[str, Scalar], length: float
+) -> dict[str, Param]:
+    """The box of side ``length`` (a fraction of each range) around ``center``, inside ``space``.
+
+    Numeric parameters get a window of ``length`` of their range (in log space for log ones),
+    centred on the centre's value and shifted, not cut, where it meets a bound; whole-number
+    windows are rounded outward and hold at least two values. Choices keep every value: a
+    distance between choices means nothing. ``center`` must lie in ``space``.
+    """
+    return {key: _window(param, center[key], length) for key, param in space.items()}
+
+
 def within(space: Mapping[str, Param], params: Mapping[str, Scalar]) -> bool:
     """Whether ``params`` gives each parameter of ``space``, and nothing else, a value in it."""
     return params.keys() == space.keys() and all(
@@ -219,6 +305,25 @@ def _int_range(param: IntParam, low: float, high: float) -> IntParam:
     if lo == hi:
         lo, hi = (lo, hi + 1) if hi < param.high else (lo - 1, hi)
     return IntParam(type="int", low=lo, high=hi, log=param.log)
+
+
+def _window(param: Param, value: Scalar, length: float) -> Param:
+    """``param`` cut to a window of ``length`` of its range around ``value``."""
+    if isinstance(param, ChoiceParam) or length >= 1.0:
+        return param
+    to, back = (math.log, math.exp) if param.is_log else (_same, _same)
+    floor, ceiling = to(float(param.low)), to(float(param.high))
+    half = length * (ceiling - floor) / 2
+    centre = min(max(to(float(value)), floor + half), ceiling - half)
+    low, high = back(centre - half), back(centre + half)
+    # within the bounds, and holding the value whatever the rounding of log and exp
+    low = max(min(low, float(value)), float(param.low))
+    high = min(max(high, float(value)), float(param.high))
+    if isinstance(param, IntParam):
+        return _int_range(param, low, high)
+    if low >= high:  # a window too thin for floats to tell its ends apart
+        return param
+    return param.model_validate({**param.model_dump(), "low": low, "high": high})
 
 
 def _same(x: float) -> float:

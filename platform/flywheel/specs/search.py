@@ -31,11 +31,13 @@ TRAIN_KEYS: dict[str, type[int] | type[float]] = {
 #: Space keys that set a free-form value: ``hparams.<name>`` and ``data.params.<name>``.
 FREE_PREFIXES = ("hparams.", "data.params.")
 
-#: The default plan: the share of the budget that the coarse stage gets (measured in
-#: docs/benchmarks.md: 20% beat the 60% this plan first used at 25, 50 and 100 trials).
-COARSE_SHARE = 0.2
-#: ... but at least this many coarse trials (TPE's own random start-up), or half a small budget.
-MIN_COARSE_TRIALS = 10
+#: The default plan's coarse stage: this many random trials (half a smaller budget), the same
+#: number Optuna's Bayesian samplers draw at random before they model. Measured in
+#: docs/benchmarks.md against a coarse stage of 20% of the budget.
+COARSE_TRIALS = 10
+#: The default plan's Bayesian stage is a Gaussian process when the space has at most this many
+#: parameters, all numeric; multivariate TPE otherwise (docs/benchmarks.md measures both).
+GP_MAX_PARAMS = 10
 
 
 def check_space_key(key: str) -> str:
@@ -288,8 +290,10 @@ class SearchSpec(StrictModel):
         ge=2,
         description=(
             "Total trials. Alone: the default plan, a coarse random stage with ASHA at a third "
-            "of the epochs (20% of the trials, at least 10 or half the budget), then TPE on the "
-            "space narrowed around the best quarter. With `stages`: their trials must add up to it."
+            "of the epochs (10 trials, or half a smaller budget), then a Bayesian stage over the "
+            "whole space, warm-started with the coarse trials: a Gaussian process for up to 10 "
+            "numeric parameters, multivariate TPE with choices or more parameters. With "
+            "`stages`: their trials must add up to it."
         ),
     )
     stages: list[Stage] | None = Field(
@@ -337,6 +341,10 @@ class SearchSpec(StrictModel):
         """The stages to run: the spec's, or the default plan derived from the budget.
 
         ``full_epochs`` is the spec's ``train.epochs``: the coarse stage trains a third of it.
+        The default plan draws :data:`COARSE_TRIALS` random trials with ASHA, then spends the
+        rest of the budget on the Bayesian sampler that suits the space
+        (:func:`bayesian_sampler`), warm-started with every coarse trial, over the whole space:
+        a hard cut around a few coarse trials lost the optimum too often (docs/benchmarks.md).
         """
         if self.stages is not None:
             return list(self.stages)
@@ -352,21 +360,23 @@ class SearchSpec(StrictModel):
                 fidelity=Fidelity(max_epochs=max(1, full_epochs // 3)),
                 scheduler=AshaScheduler(type="asha", grace_period=1, reduction_factor=3.0),
             ),
-            Stage(
-                name="fine",
-                sampler="tpe",
-                trials=self.budget - coarse,
-                narrow=Narrowing(top_fraction=0.25, margin=0.1),
-            ),
+            Stage(name="fine", sampler=bayesian_sampler(self.space), trials=self.budget - coarse),
         ]
 
 
-def coarse_trials(budget: int, share: float = COARSE_SHARE) -> int:
-    """Trials of the default plan's coarse stage: ``share`` of ``budget``, at least
-    :data:`MIN_COARSE_TRIALS` (half the budget when that is fewer), always leaving the fine stage
-    at least one trial."""
-    floor = min(MIN_COARSE_TRIALS, budget // 2)
-    return min(max(1, floor, round(budget * share)), budget - 1)
+def coarse_trials(budget: int, count: int = COARSE_TRIALS) -> int:
+    """Trials of the default plan's coarse stage: ``count``, or half a budget below twice that,
+    always at least one and always leaving the fine stage at least one trial."""
+    return min(max(1, min(count, budget // 2)), budget - 1)
+
+
+def bayesian_sampler(space: dict[str, Param]) -> Literal["gp", "tpe"]:
+    """The default plan's Bayesian sampler for ``space``: a Gaussian process for a small, all
+    numeric space (at most :data:`GP_MAX_PARAMS` parameters, no choices), where it models the
+    objective best; multivariate TPE for choices or larger spaces, where a GP's kernel fits
+    poorly and its cost grows."""
+    numeric = not any(isinstance(param, ChoiceParam) for param in space.values())
+    return "gp" if numeric and len(space) <= GP_MAX_PARAMS else "tpe"
 
 
 def _check_bounds(low: float, high: float, *, log: bool) -> None:

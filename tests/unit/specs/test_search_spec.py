@@ -432,14 +432,50 @@ def test_the_default_plan_for_a_budget() -> None:
         ),
         Stage(
             name="fine",
-            sampler="tpe",
+            sampler="gp",
             trials=30,
             max_concurrent=2,
             fidelity=Fidelity(max_epochs=None, data_fraction=1.0),
             scheduler=FifoScheduler(type="fifo"),
-            narrow=Narrowing(top_fraction=0.25, margin=0.1, min_trials=3),
+            narrow=None,
         ),
     ]
+
+
+@pytest.mark.parametrize(
+    ("space", "sampler"),
+    [
+        ({"hparams.x": {"type": "uniform", "low": 0, "high": 1}}, "gp"),
+        (
+            {
+                "train.optimizer.lr": {"type": "loguniform", "low": 1e-4, "high": 1e-1},
+                "hparams.layers": {"type": "int", "low": 1, "high": 4},
+            },
+            "gp",
+        ),
+        (
+            {f"hparams.x{i}": {"type": "uniform", "low": 0, "high": 1} for i in range(10)},
+            "gp",
+        ),
+        (
+            {f"hparams.x{i}": {"type": "uniform", "low": 0, "high": 1} for i in range(11)},
+            "tpe",
+        ),
+        (
+            {
+                "hparams.x": {"type": "uniform", "low": 0, "high": 1},
+                "hparams.act": {"type": "choice", "values": ["relu", "gelu"]},
+            },
+            "tpe",
+        ),
+    ],
+    ids=["one-float", "log-and-int", "ten-numbers", "eleven-numbers", "with-a-choice"],
+)
+def test_the_default_plan_picks_its_bayesian_sampler_by_the_space(
+    space: dict[str, object], sampler: str
+) -> None:
+    spec = search({"budget": 30, "space": space})
+    assert spec.resolved_stages(full_epochs=3)[-1].sampler == sampler
 
 
 @pytest.mark.parametrize(
@@ -449,11 +485,12 @@ def test_the_default_plan_for_a_budget() -> None:
         (3, 2, 1, 2, 1),
         (5, 3, 2, 3, 1),
         (10, 10, 5, 5, 3),
+        (19, 10, 9, 10, 3),
         (25, 9, 10, 15, 3),
         (41, 30, 10, 31, 10),
         (50, 30, 10, 40, 10),
-        (100, 100, 20, 80, 33),
-        (1000, 30, 200, 800, 10),
+        (100, 100, 10, 90, 33),
+        (1000, 30, 10, 990, 10),
     ],
 )
 def test_the_default_plan_splits_every_budget_into_two_real_stages(
@@ -463,6 +500,7 @@ def test_the_default_plan_splits_every_budget_into_two_real_stages(
     coarse, fine = spec.resolved_stages(full_epochs)
     assert (coarse.trials, fine.trials) == (coarse_trials, fine_trials)
     assert coarse.fidelity.max_epochs == coarse_epochs
+    assert fine.narrow is None  # narrowing lost the optimum too often to be the default
 
 
 def test_given_stages_are_the_plan_and_may_agree_with_the_budget() -> None:
