@@ -1,6 +1,7 @@
-"""The embedded platform: a Ray head and an MLflow server, run as child processes on this machine.
+"""The embedded platform: a Ray head, an MLflow server and the control plane, run as child
+processes on this machine.
 
-``flywheel up`` starts both, each in a session of its own, output in ``<home>/logs``, pid in
+``flywheel up`` starts all three, each in a session of its own, output in ``<home>/logs``, pid in
 ``<home>/run``; ``flywheel down`` stops exactly those sessions. It never runs ``ray stop``, which
 would stop every Ray cluster on the machine.
 
@@ -8,6 +9,9 @@ Ray runs with token authentication: the token lives in ``settings.ray_auth_token
 0600) and every Jobs API and gRPC request must carry it. With a loopback host, Ray's node address
 is pinned to loopback too, so its gRPC servers listen there only; a process that connects to the
 GCS directly needs the variables :func:`ray_client_env` returns.
+
+The control plane (``python -m flywheel.server``) gets every setting through ``FLYWHEEL_*``
+variables; at its first start it writes the admin token to ``settings.admin_token_path`` (0600).
 """
 
 from __future__ import annotations
@@ -25,11 +29,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import httpx
+from pydantic import SecretStr
 
 from flywheel.errors import PlatformError, PortInUseError
 from flywheel.settings import Settings
 
 __all__ = [
+    "CONTROL_PLANE",
     "MLFLOW",
     "RAY",
     "ComponentStatus",
@@ -43,6 +49,7 @@ __all__ = [
 
 RAY = "ray"
 MLFLOW = "mlflow"
+CONTROL_PLANE = "control_plane"
 
 _POLL_INTERVAL_S = 0.5
 _PROBE_TIMEOUT_S = 2.0
@@ -72,6 +79,7 @@ class PlatformStatus:
     components: tuple[ComponentStatus, ...]
     ray_gcs_address: str
     ray_auth_token_path: Path
+    admin_token_path: Path
 
     @property
     def running(self) -> bool:
@@ -79,7 +87,8 @@ class PlatformStatus:
         return all(c.healthy for c in self.components)
 
     def component(self, name: str) -> ComponentStatus:
-        """The status of the component called ``name`` (:data:`RAY` or :data:`MLFLOW`)."""
+        """The status of the component called ``name`` (:data:`RAY`, :data:`MLFLOW` or
+        :data:`CONTROL_PLANE`)."""
         return next(c for c in self.components if c.name == name)
 
     def to_dict(self) -> dict[str, object]:
@@ -93,6 +102,8 @@ class PlatformStatus:
             "ray_gcs_address": self.ray_gcs_address,
             "mlflow_url": self.component(MLFLOW).url,
             "ray_auth_token_path": str(self.ray_auth_token_path),
+            "control_plane": self.component(CONTROL_PLANE).url,
+            "admin_token_path": str(self.admin_token_path),
             "components": [asdict(c) for c in self.components],
         }
 
@@ -115,6 +126,7 @@ class EmbeddedPlatform:
         self._components = (
             _ray_component(settings, self._home),
             _mlflow_component(settings, self._home),
+            _control_plane_component(settings, self._home),
         )
         self._children: dict[int, subprocess.Popen[bytes]] = {}
 
@@ -161,6 +173,7 @@ class EmbeddedPlatform:
             components=tuple(self._component_status(c) for c in self._components),
             ray_gcs_address=f"{self._settings.host}:{self._settings.ray_gcs_port}",
             ray_auth_token_path=self._settings.ray_auth_token_path,
+            admin_token_path=self._settings.admin_token_path,
         )
 
     def _component_status(self, component: _Component) -> ComponentStatus:
@@ -178,7 +191,7 @@ class EmbeddedPlatform:
             folder.mkdir(parents=True, exist_ok=True)
         if component.name == RAY:
             _ensure_token(self._settings.ray_auth_token_path)
-        executable = Path(sys.executable).parent / component.name
+        executable = Path(sys.executable).parent / component.program
         if not executable.is_file():
             raise PlatformError(f"{executable} not found; install flywheel into this environment")
         with component.log_path.open("ab") as log:
@@ -315,6 +328,7 @@ class _Component:
     """How to start, find and check one component: pure data, built from settings."""
 
     name: str
+    program: str  # an executable next to this interpreter
     label: str
     url: str
     health_urls: tuple[str, ...]  # all must answer 200
@@ -353,7 +367,7 @@ def _ray_component(settings: Settings, home: Path) -> _Component:
     agent_health_url = f"http://{host}:{settings.ray_agent_port}/api/local_raylet_healthz"
     health_urls = (f"{url}/api/version", agent_health_url)
     return _Component(
-        RAY, "Ray head", url, health_urls, ports, tuple(args), env, (temp_dir,),
+        RAY, "ray", "Ray head", url, health_urls, ports, tuple(args), env, (temp_dir,),
         f"--temp-dir={temp_dir}", home / "run" / "ray.pid", home / "logs" / "ray.log",
     )  # fmt: skip
 
@@ -369,10 +383,36 @@ def _mlflow_component(settings: Settings, home: Path) -> _Component:
     # MLflow 3 also starts a GenAI job runner (eight huey consumers) that flywheel never uses.
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     return _Component(
-        MLFLOW, "MLflow server", url, (f"{url}/health",), {"mlflow_port": settings.mlflow_port},
-        args, env, (home / "mlflow",), store_uri, home / "run" / "mlflow.pid",
-        home / "logs" / "mlflow.log",
+        MLFLOW, "mlflow", "MLflow server", url, (f"{url}/health",),
+        {"mlflow_port": settings.mlflow_port}, args, env, (home / "mlflow",), store_uri,
+        home / "run" / "mlflow.pid", home / "logs" / "mlflow.log",
     )  # fmt: skip
+
+
+def _control_plane_component(settings: Settings, home: Path) -> _Component:
+    url = f"http://{settings.host}:{settings.control_plane_port}"
+    env = {**settings_env(settings, home), **ray_client_env(settings)}
+    return _Component(
+        CONTROL_PLANE, Path(sys.executable).name, "control plane", url, (f"{url}/healthz",),
+        {"control_plane_port": settings.control_plane_port}, ("-m", "flywheel.server"), env,
+        (home / "control",), "flywheel.server", home / "run" / "control_plane.pid",
+        home / "logs" / "control_plane.log",
+    )  # fmt: skip
+
+
+def settings_env(settings: Settings, home: Path) -> dict[str, str]:
+    """``FLYWHEEL_*`` variables that rebuild ``settings`` in a child process (paths absolute)."""
+    env = {}
+    for name, value in settings.model_dump(exclude={"token", "token_file"}).items():
+        if value is None:
+            continue
+        if isinstance(value, Path):
+            value = value.expanduser().absolute()
+        elif isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        env[f"FLYWHEEL_{name.upper()}"] = str(value)
+    env["FLYWHEEL_HOME"] = str(home)
+    return env
 
 
 def _ignore(message: str) -> None:

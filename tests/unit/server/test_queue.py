@@ -1,0 +1,120 @@
+"""The queue driver over the in-memory backend: admission, reconciliation, stop, requeue."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from fastapi.testclient import TestClient
+
+from flywheel.server.app import create_app
+from flywheel.server.db import open_database
+from flywheel.server.models import Base
+from flywheel.settings import Settings
+
+from .helpers import SEARCH, SPEC, TEAMS, ControlPlane, MemoryBackend, experiment_folder, submit
+
+
+def _state(control: ControlPlane, experiment: object) -> str:
+    body = control.http.get(f"/api/v1/experiments/{experiment}", headers=control.admin).json()
+    return str(body["state"])
+
+
+def _history(control: ControlPlane, experiment: object) -> list[tuple[str, str]]:
+    body = control.http.get(f"/api/v1/experiments/{experiment}", headers=control.admin).json()
+    return [(t["to_state"], t["reason"]) for t in body["transitions"]]
+
+
+def test_an_admitted_experiment_runs_to_its_end(control: ControlPlane, tmp_path: Path) -> None:
+    experiment = submit(control, experiment_folder(tmp_path), control.vision)["id"]
+    control.step()
+    job = control.backend.jobs[str(experiment)]
+    assert _state(control, experiment) == "ADMITTED"
+    plan = json.loads(job.files[".flywheel/plan.json"])
+    assert plan["job_id"] == experiment and not plan["resume"] and "task.py" in job.files
+    job.state = "RUNNING"
+    control.step()
+    assert _state(control, experiment) == "RUNNING"
+    job.state, job.log = "SUCCEEDED", "hello\nbye\n"
+    control.step()
+    assert [s for s, _ in _history(control, experiment)] == [
+        "QUEUED", "ADMITTED", "RUNNING", "SUCCEEDED"
+    ]  # fmt: skip
+    logs = control.http.get(f"/api/v1/experiments/{experiment}/logs", headers=control.vision)
+    assert logs.text == "hello\nbye\n"
+    streamed = control.http.get(
+        f"/api/v1/experiments/{experiment}/logs?follow=true", headers=control.vision
+    )
+    assert streamed.text == "hello\nbye\n"
+
+
+def test_a_job_the_cluster_forgot_is_requeued_and_resumes(
+    control: ControlPlane, tmp_path: Path
+) -> None:
+    experiment = str(
+        submit(control, experiment_folder(tmp_path, SPEC + SEARCH), control.vision)["id"]
+    )
+    control.step()
+    control.backend.jobs[experiment].state = "RUNNING"
+    control.step()
+    control.backend.jobs.clear()  # the Ray head died and came back empty
+    control.step()
+    history = _history(control, experiment)
+    assert history[-2][0] == "QUEUED" and "no longer knows job" in history[-2][1]
+    assert history[-1] == ("ADMITTED", "admitted to resume")
+    job = control.backend.jobs[f"{experiment}-2"]
+    assert json.loads(job.files[".flywheel/plan.json"])["resume"] is True
+
+
+def test_stopping_a_running_experiment_stops_its_job(control: ControlPlane, tmp_path: Path) -> None:
+    experiment = str(submit(control, experiment_folder(tmp_path), control.vision)["id"])
+    control.step()
+    control.backend.jobs[experiment].state = "RUNNING"
+    control.step()
+    answer = control.http.post(f"/api/v1/experiments/{experiment}/stop", headers=control.vision)
+    assert answer.json()["state"] == "RUNNING"
+    control.step()
+    assert control.backend.stopped == [experiment]
+    control.step()
+    assert _history(control, experiment)[-1] == ("STOPPED", f"job {experiment} stopped on request")
+
+
+def test_stopping_a_waiting_experiment_is_immediate(control: ControlPlane, tmp_path: Path) -> None:
+    experiment = submit(control, experiment_folder(tmp_path), control.vision)["id"]
+    answer = control.http.post(f"/api/v1/experiments/{experiment}/stop", headers=control.vision)
+    assert answer.json()["state"] == "STOPPED"
+    control.step()
+    assert control.backend.jobs == {}
+
+
+def test_a_failed_job_fails_the_experiment(control: ControlPlane, tmp_path: Path) -> None:
+    experiment = str(submit(control, experiment_folder(tmp_path), control.vision)["id"])
+    control.step()
+    control.backend.jobs[experiment].state = "FAILED"
+    control.step()
+    assert _state(control, experiment) == "FAILED"
+
+
+def test_the_queue_survives_a_restart(tmp_path: Path) -> None:
+    """A second app on the same database sees the queue as the first left it."""
+    settings = Settings(home=tmp_path / "home")
+    backend = MemoryBackend(capacity_cpu=0.5)  # nothing fits: everything waits
+    with TestClient(create_app(settings, TEAMS, backend, run_queue=False)) as http:
+        admin = {"Authorization": f"Bearer {settings.admin_token_path.read_text().strip()}"}
+        vision = {"Authorization": "Bearer " + http.post(
+            "/api/v1/teams/vision/tokens", headers=admin).json()["token"]}  # fmt: skip
+        plane = ControlPlane(http.app, http, backend, settings, admin, vision, {})  # type: ignore[arg-type]
+        first = submit(plane, experiment_folder(tmp_path), vision)["id"]
+        plane.step()
+    with TestClient(create_app(settings, TEAMS, backend, run_queue=False)) as http:
+        listed = http.get("/api/v1/experiments", headers=vision).json()
+    assert [(e["id"], e["state"]) for e in listed] == [(first, "QUEUED")]
+
+
+def test_migrations_build_the_schema_of_the_models(tmp_path: Path) -> None:
+    sessions = open_database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    with sessions() as session:
+        context = MigrationContext.configure(session.connection())
+        assert compare_metadata(context, Base.metadata) == []
