@@ -48,8 +48,6 @@ from flywheel.wire import (
 #: How long a serving job (deploy, rollout start, promote, rollback) may take.
 SERVE_JOB_TIMEOUT_S = 600.0
 _GATEWAY_TIMEOUT_S = 30.0
-#: How often ``follow`` looks again at an experiment that waits for admission.
-_FOLLOW_POLL_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -128,7 +126,7 @@ class Client:
         self._api.call("POST", f"/experiments/{experiment_id}/stop", ExperimentView)
         return not before.finished
 
-    def follow(self, experiment_id: str) -> Iterator[JobUpdate]:
+    def follow(self, experiment_id: str, poll_s: float = 1.0) -> Iterator[JobUpdate]:
         """Yield the experiment's log lines and progress events as its jobs write them, until it
         ends; a preempted experiment is followed into its resumed job."""
         last: list[ProgressEvent | None] = [None]
@@ -143,7 +141,7 @@ class Client:
             yield JobUpdate(experiment, (), ())
             if experiment.finished:
                 return
-            time.sleep(_FOLLOW_POLL_S)
+            time.sleep(poll_s)  # it waits for admission: nothing to stream yet
 
     def teams(self) -> list[TeamUsage]:
         """Usage against quota of the token's team (every team for the admin)."""

@@ -115,8 +115,11 @@ class Explanation(WireModel):
     blocking_resource: str | None = Field(description="cpu, gpu, memory_gib, or none.")
     holders: list[str] = Field(description="Experiments holding the contended quota.")
     estimate_s: float | None = Field(
-        description="Rough seconds until admission: the longest the holders have run so far "
-        "(none when nothing holds the quota or nothing waits)."
+        description="Seconds until admission expected from the holders' expected durations; "
+        "none when that cannot be told."
+    )
+    estimate_reason: str = Field(
+        default="", description="What the estimate rests on, or why there is none."
     )
 
 

@@ -104,12 +104,11 @@ def platform_status(state: PlatformStatus) -> None:
 
 
 def submitted(experiment_id: str) -> None:
-    out.print(f"submitted experiment [bold]{experiment_id}[/] (queued; `flywheel explain` says why "
-              "it waits)")  # fmt: skip
+    out.print(f"submitted job [bold]{experiment_id}[/]")
 
 
 def stopped(experiment_id: str, was_running: bool) -> None:
-    out.print(f"experiment {experiment_id} {'stopping' if was_running else 'had already ended'}")
+    out.print(f"job {experiment_id} {'stopping' if was_running else 'was not running'}")
 
 
 def job_dict(job: ExperimentView) -> dict[str, Any]:
@@ -168,7 +167,9 @@ def explanation(e: Explanation) -> None:
     if e.holders:
         out.print(f"held by: {', '.join(e.holders)}")
     if e.estimate_s is not None:
-        out.print(f"estimate: about {e.estimate_s:.0f} s (as long as the holders have run)")
+        out.print(f"estimate: admitted in about {e.estimate_s:.0f} s ({escape(e.estimate_reason)})")
+    elif e.estimate_reason:
+        out.print(f"estimate: {escape(e.estimate_reason)}")
 
 
 def token_created(created: TokenCreated) -> None:
@@ -216,10 +217,10 @@ class FollowView:
             return
         self.succeeded = job.state == "SUCCEEDED"
         if self.succeeded:
-            out.print(f"[bold green]experiment {job.id} succeeded[/]")
+            out.print(f"[bold green]job {job.id} succeeded[/]")
         else:
             reason = self._failure or job.message or "no reason given"
-            err.print(f"[bold red]experiment {job.id} {job.state.lower()}:[/] {escape(reason)}")
+            err.print(f"[bold red]job {job.id} {job.state.lower()}:[/] {escape(reason)}")
 
     def _show(self, event: ProgressEvent) -> None:
         if event.stage == "failed":

@@ -174,6 +174,8 @@ def workloads(session: Session) -> list[Workload]:
             demand=demand_resources(e),
             state="queued" if e.state in WAITING_STATES else "admitted",
             last_checkpoint_at_s=e.last_checkpoint_at_s,
+            admitted_at_s=e.admitted_at_s if e.state in HOLDING_STATES else None,
+            draining=e.state == "PREEMPTING",
         )
         for e in rows
     ]

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from flywheel.admission import Decision, decide, usage_by_team
+from flywheel.admission_estimate import estimate_admissions
 from flywheel.server.auth import Caller
 from flywheel.server.models import HOLDING_STATES, WAITING_STATES, Experiment
 from flywheel.server.queue import workloads
@@ -67,14 +68,19 @@ def explain(
             reason=f"{experiment.id} is {experiment.state}, not waiting",
             blocking_resource=None, holders=[], estimate_s=None,
         )  # fmt: skip
-    decision = decide(teams, capacity, workloads(session))
+    current = workloads(session)
+    decision = decide(teams, capacity, current)
     wait = next((w for w in decision.waiting if w.workload == experiment.id), None)
     if wait is None:
         return _about_to_start(experiment, decision)
+    now_s = time.time()
+    estimate = estimate_admissions(teams, capacity, current, now_s).get(experiment.id)
+    when_s = estimate.admitted_at_s if estimate is not None else None
     return Explanation(
         experiment=experiment.id, state=experiment.state, waiting=True, position=wait.position,
         reason=wait.reason, blocking_resource=wait.blocking_resource, holders=list(wait.holders),
-        estimate_s=_estimate_s(session, wait.holders),
+        estimate_s=None if when_s is None else round(max(0.0, when_s - now_s), 1),
+        estimate_reason=estimate.reason if estimate is not None else "",
     )  # fmt: skip
 
 
@@ -85,16 +91,6 @@ def _about_to_start(experiment: Experiment, decision: Decision) -> Explanation:
         experiment=experiment.id, state=experiment.state, waiting=True, position=1,
         reason=reason, blocking_resource=None, holders=[], estimate_s=None,
     )  # fmt: skip
-
-
-def _estimate_s(session: Session, holders: tuple[str, ...]) -> float | None:
-    """A rough guess: the longest any holder has run so far (runs tend to take as long again)."""
-    if not holders:
-        return None
-    now_s = time.time()
-    rows = session.scalars(select(Experiment).where(Experiment.id.in_(holders))).all()
-    ran_s = [now_s - e.admitted_at_s for e in rows if e.admitted_at_s is not None]
-    return round(max(ran_s), 1) if ran_s else None
 
 
 def _waiting_rows(session: Session) -> dict[str, Experiment]:

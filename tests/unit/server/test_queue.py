@@ -118,3 +118,57 @@ def test_migrations_build_the_schema_of_the_models(tmp_path: Path) -> None:
     with sessions() as session:
         context = MigrationContext.configure(session.connection())
         assert compare_metadata(context, Base.metadata) == []
+
+
+def test_an_owner_preempts_borrowed_work_which_resumes_later(
+    control: ControlPlane, tmp_path: Path
+) -> None:
+    """language fills its quota and borrows vision's idle one; vision's submission takes it back:
+    the borrower drains, waits as PREEMPTED, and resumes its search when room comes back."""
+    spec = SPEC.replace("team: vision", "team: language") + SEARCH
+    own = str(submit(control, experiment_folder(tmp_path / "a", spec), control.language)["id"])
+    borrowed = str(submit(control, experiment_folder(tmp_path / "b", spec), control.language)["id"])
+    control.step()
+    assert {_state(control, own), _state(control, borrowed)} == {"ADMITTED"}
+    owner = str(submit(control, experiment_folder(tmp_path / "c"), control.vision)["id"])
+
+    control.step()  # the owner's quota is lent: drain the borrower
+    assert _state(control, borrowed) == "PREEMPTING" and _state(control, owner) == "QUEUED"
+    assert control.backend.stopped == [borrowed]
+    control.step()  # the drained job has stopped: its resources are free
+    assert _state(control, borrowed) == "PREEMPTED" and _state(control, owner) == "ADMITTED"
+    explained = control.http.get(
+        f"/api/v1/experiments/{borrowed}/explain", headers=control.language
+    ).json()
+    assert explained["waiting"] and explained["holders"]
+
+    control.backend.jobs[owner].state = "SUCCEEDED"
+    control.step()
+    history = [state for state, _ in _history(control, borrowed)]
+    assert history == ["QUEUED", "ADMITTED", "PREEMPTING", "PREEMPTED", "ADMITTED"]
+    resumed = control.backend.jobs[f"{borrowed}-2"]
+    assert json.loads(resumed.files[".flywheel/plan.json"])["resume"] is True
+    usage = control.http.get("/api/v1/teams/language", headers=control.language).json()
+    assert usage["gpu_minutes_lost"] == 0.0  # CPU work only: no GPU-minutes lost
+
+
+def test_queue_teams_and_explain_say_why_work_waits(control: ControlPlane, tmp_path: Path) -> None:
+    control.backend.capacity_cpu = 1.0  # room for one experiment of one worker
+    first = str(submit(control, experiment_folder(tmp_path / "a"), control.vision)["id"])
+    second = str(submit(control, experiment_folder(tmp_path / "b"), control.vision)["id"])
+    control.step()
+
+    queue = control.http.get("/api/v1/queue", headers=control.vision).json()
+    [entry] = queue["waiting"]
+    assert entry["experiment"] == second and entry["position"] == 1
+    assert first in entry["holders"] and entry["reason"]
+    assert control.http.get("/api/v1/queue", headers=control.language).json()["waiting"] == []
+    [usage] = control.http.get("/api/v1/teams", headers=control.vision).json()
+    assert usage["name"] == "vision" and usage["usage"]["cpu"] == 1.0
+    assert (usage["admitted"], usage["queued"]) == (1, 1)
+    explained = control.http.get(f"/api/v1/experiments/{second}/explain", headers=control.vision)
+    body = explained.json()
+    assert body["waiting"] and body["position"] == 1 and first in body["holders"]
+    assert body["reason"] == entry["reason"]
+    done = control.http.get(f"/api/v1/experiments/{first}/explain", headers=control.vision)
+    assert done.json()["waiting"] is False
