@@ -35,12 +35,14 @@ PORT_FIELDS = (
 
 
 #: Teams of the test platforms: the repository's two, ``testing`` (the team of the test
-#: experiments) and ``frozen``, whose zero quota keeps everything it submits queued.
+#: experiments), ``solo``, which never borrows (one two-worker experiment at a time), and
+#: ``frozen``, whose zero quota keeps everything it submits queued.
 TEST_TEAMS = """\
 teams:
   - {name: vision, quota: {cpu: 2, memory_gib: 8}, borrowing_limit: {cpu: 2, memory_gib: 8}}
   - {name: language, quota: {cpu: 2, memory_gib: 8}, borrowing_limit: {cpu: 2, memory_gib: 8}}
   - {name: testing, quota: {cpu: 2, memory_gib: 8}, borrowing_limit: {cpu: 2, memory_gib: 8}}
+  - {name: solo, quota: {cpu: 2, memory_gib: 8}}
   - {name: frozen, quota: {}, max_concurrent_experiments: 1}
 """
 

@@ -1,14 +1,16 @@
 """The control plane on the real embedded platform: started by `up`, tokens over real HTTP,
-a SIGKILL in the middle of a queue, and team isolation for every resource kind.
+a SIGKILL in the middle of a queue, team isolation for every resource kind, and work beyond a
+quota waiting for a real Ray job.
 
-Cost: about 20 s on 2 cores beside the session platform (a control plane restart takes about
-5 s); these tests start no Ray job.
+Cost: about 30 s on 2 cores beside the session platform (a control plane restart takes about
+5 s), plus about 60 s for the one test that runs Ray jobs.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import httpx
@@ -35,8 +37,10 @@ def _team_client(settings: Settings, team: str) -> Client:
 
 
 def _spec(tmp_path: Path, team: str, name: str) -> Path:
+    """slow_digits for ``team``, long enough to run until it is stopped."""
     text = (EXPERIMENTS / "slow_digits" / "train.yaml").read_text()
     text = text.replace("team: testing", f"team: {team}").replace("slow-digits", name)
+    text = text.replace("epochs: 8", "epochs: 200")
     return copy_experiment(EXPERIMENTS / "slow_digits", tmp_path / name, text)
 
 
@@ -122,3 +126,35 @@ def test_no_token_reaches_a_log_file(
         if log.is_file():
             text = log.read_bytes()
             assert not any(token.encode() in text for token in tokens), log
+
+
+def _wait_for(client: Client, experiment: str, states: set[str], timeout_s: float = 240) -> str:
+    """Poll the control plane until the experiment reaches one of ``states``."""
+    deadline = time.monotonic() + timeout_s
+    while (state := client.job(experiment).state) not in states:
+        assert time.monotonic() < deadline, f"{experiment} still {state}"
+        time.sleep(1)
+    return state
+
+
+@pytest.mark.timeout(600)
+def test_work_beyond_the_quota_waits_for_the_running_job(
+    embedded_platform: PlatformStatus, platform_settings: Settings, tmp_path: Path
+) -> None:
+    """Cost: two real Ray jobs of two workers, one after the other (about 60 s on 2 cores)."""
+    solo = _team_client(platform_settings, "solo")
+    first = solo.submit(_spec(tmp_path, "solo", "long-first"))
+    second = solo.submit(_spec(tmp_path, "solo", "long-second"))
+    _wait_for(solo, first, {"RUNNING"})
+
+    assert solo.job(second).state == "QUEUED"
+    why = solo.explain(second)
+    assert why.waiting and why.position == 1 and first in why.holders
+    assert why.blocking_resource == "cpu"
+
+    solo.stop(first)
+    assert _wait_for(solo, second, {"ADMITTED", "RUNNING"}) in {"ADMITTED", "RUNNING"}
+    history = [t.to_state for t in solo.job(first).transitions]
+    assert history == ["QUEUED", "ADMITTED", "RUNNING", "STOPPED"]
+    solo.stop(second)
+    assert _wait_for(solo, second, {"STOPPED"}) == "STOPPED"

@@ -8,6 +8,9 @@ import tarfile
 from pathlib import Path
 
 import httpx
+from sqlalchemy import text
+
+from flywheel.server.auth import token_sha256
 
 from .helpers import SPEC, ControlPlane, bearer, experiment_folder, folder_tar_gz, submit, tar_gz
 
@@ -52,11 +55,16 @@ def test_tokens_are_stored_as_hashes_only(control: ControlPlane) -> None:
         "team": "vision",
         "admin": False,
     }
-    database = control.settings.home / "control" / "control.db"
-    for path in database.parent.iterdir():  # the database, its WAL and shared memory
-        assert token.encode() not in path.read_bytes()
-    with sqlite3.connect(database) as db:
-        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    with control.app.state.context.sessions() as session:
+        rows = session.execute(text("SELECT * FROM tokens")).all()
+    stored = [str(value) for row in rows for value in row]
+    assert token_sha256(token) in stored and not any(token in value for value in stored)
+    if control.settings.database_url is None:  # SQLite: the file, its WAL and shared memory
+        database = control.settings.home / "control" / "control.db"
+        for path in database.parent.iterdir():
+            assert token.encode() not in path.read_bytes()
+        with sqlite3.connect(database) as db:
+            assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
 def test_the_admin_token_file_is_private(control: ControlPlane) -> None:

@@ -25,6 +25,12 @@ from .helpers import SEARCH, SPEC, TASK, ControlPlane
 
 
 @pytest.fixture
+def database_url() -> None:
+    """The database does not matter to the client: SQLite only (overrides the conftest's)."""
+    return None
+
+
+@pytest.fixture
 def experiment(tmp_path: Path) -> Path:
     folder = tmp_path / "exp"
     folder.mkdir()
