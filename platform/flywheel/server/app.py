@@ -57,15 +57,15 @@ class ServerContext:
 def create_app(
     settings: Settings, teams: TeamsSpec, backend: ExperimentBackend, run_queue: bool = True
 ) -> FastAPI:
-    """The control plane app. ``run_queue=False`` leaves the queue driver to the caller (tests
-    call its ``step`` themselves)."""
+    """The control plane app, its database migrated and its teams synced. The queue driver runs
+    while the app's lifespan does; ``run_queue=False`` leaves it to the caller (tests call its
+    ``step`` themselves)."""
+
+    context = start_context(settings, teams, backend)
+    driver = QueueDriver(context.sessions, teams, backend, settings.queue_interval_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        context = start_context(settings, teams, backend)
-        app.state.context = context
-        driver = QueueDriver(context.sessions, teams, backend, settings.queue_interval_s)
-        app.state.driver = driver
         if run_queue:
             driver.start()
         try:
@@ -79,6 +79,8 @@ def create_app(
         description="Teams, tokens, experiments and the admission queue of one flywheel cluster.",
         lifespan=lifespan,
     )
+    app.state.context = context
+    app.state.driver = driver
     app.include_router(router, prefix=API_PREFIX)
     app.add_api_route("/healthz", _healthz, include_in_schema=False)
     _add_error_handlers(app)

@@ -77,7 +77,14 @@ def whoami(who: CallerDep) -> WhoAmI:
 def submit(
     request: Request,
     who: CallerDep,
-    spec_file: Annotated[str, Form(max_length=255, description="The spec's path in the bundle.")],
+    spec_file: Annotated[
+        str,
+        Form(
+            max_length=255,
+            pattern=r"^[^/\\].*\.ya?ml$",
+            description="The spec's relative path in the bundle (a .yaml or .yml file).",
+        ),
+    ],
     bundle: Annotated[UploadFile, File(description="The experiment folder as a tar.gz.")],
     resume: Annotated[
         bool, Form(description="Continue the experiment's last search instead of a new one.")
@@ -133,8 +140,13 @@ def stop(request: Request, who: CallerDep, experiment_id: str) -> ExperimentView
 
 @router.get(
     "/experiments/{experiment_id}/logs",
-    response_class=PlainTextResponse,
-    responses={200: {"content": {"text/plain": {}}}},
+    response_model=None,
+    responses={
+        200: {
+            "description": "The log as text (chunked while it grows, with `follow`).",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
     tags=["experiments"],
 )
 def logs(
@@ -142,7 +154,7 @@ def logs(
     who: CallerDep,
     experiment_id: str,
     follow: Annotated[bool, Query(description="Stream until the job ends.")] = False,
-) -> Any:
+) -> PlainTextResponse | StreamingResponse:
     """The log of the experiment's current job; with ``follow``, streamed (chunked) as it grows."""
     ctx = context(request)
     with ctx.sessions.begin() as session:
