@@ -6,6 +6,7 @@ plane alone holds the Ray token.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 
@@ -16,6 +17,7 @@ from flywheel.errors import FlywheelError
 from flywheel.server.app import create_app
 from flywheel.settings import Settings
 from flywheel.specs.teams import load_teams
+from flywheel.tracking import end_runs_of_job
 
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -32,7 +34,8 @@ def main() -> int:
         return 2
     token = _ray_token(settings)
     backend = RayJobsBackend(settings.jobs_url, token, settings.ray_num_cpus)
-    app = create_app(settings, teams, backend)
+    end_runs = functools.partial(end_runs_of_job, settings.tracking_uri)
+    app = create_app(settings, teams, backend, end_runs=end_runs)
     uvicorn.run(app, host=settings.host, port=settings.control_plane_port, log_level="info")
     return 0
 

@@ -35,7 +35,7 @@ from flywheel.errors import (
 from flywheel.server.auth import TOKEN_PREFIX, register_token
 from flywheel.server.db import open_database
 from flywheel.server.models import Team
-from flywheel.server.queue import QueueDriver
+from flywheel.server.queue import QueueDriver, RunCloser
 from flywheel.server.routes import router
 from flywheel.settings import Settings
 from flywheel.specs.teams import TeamsSpec
@@ -55,14 +55,15 @@ class ServerContext:
 
 
 def create_app(
-    settings: Settings, teams: TeamsSpec, backend: ExperimentBackend, run_queue: bool = True
-) -> FastAPI:
+    settings: Settings, teams: TeamsSpec, backend: ExperimentBackend, run_queue: bool = True,
+    end_runs: RunCloser | None = None,
+) -> FastAPI:  # fmt: skip
     """The control plane app, its database migrated and its teams synced. The queue driver runs
     while the app's lifespan does; ``run_queue=False`` leaves it to the caller (tests call its
     ``step`` themselves)."""
 
     context = start_context(settings, teams, backend)
-    driver = QueueDriver(context.sessions, teams, backend, settings.queue_interval_s)
+    driver = QueueDriver(context.sessions, teams, backend, settings.queue_interval_s, end_runs)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

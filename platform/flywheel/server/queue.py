@@ -15,6 +15,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -32,16 +33,23 @@ from flywheel.storage import download_tree
 _log = logging.getLogger(__name__)
 
 
+class RunCloser(Protocol):
+    """Ends the tracked runs a vanished job left open (MLflow in production)."""
+
+    def __call__(self, job_id: str, reason: str) -> int: ...
+
+
 class QueueDriver:
     """Drives experiments from QUEUED to a final state, one step at a time."""
 
     def __init__(
         self, sessions: sessionmaker[Session], teams: TeamsSpec, backend: ExperimentBackend,
-        interval_s: float,
+        interval_s: float, end_runs: RunCloser | None = None,
     ) -> None:  # fmt: skip
         self._sessions = sessions
         self._teams = teams
         self._backend = backend
+        self._end_runs = end_runs
         self._interval_s = interval_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -91,7 +99,8 @@ class QueueDriver:
             job = self._backend.get(experiment.ray_job_id)
         except JobNotFoundError:
             reason = f"the cluster no longer knows job {experiment.ray_job_id}; requeued"
-            move(session, experiment, "QUEUED", reason)
+            if move(session, experiment, "QUEUED", reason):
+                self._close_runs(experiment.ray_job_id, reason)
             return
         if job.finished:
             self._finish(session, experiment, job)
@@ -100,6 +109,15 @@ class QueueDriver:
             self._backend.stop(experiment.ray_job_id)
         if job.state == "RUNNING" and experiment.state == "ADMITTED":
             move(session, experiment, "RUNNING", f"job {job.job_id} started")
+
+    def _close_runs(self, job_id: str, reason: str) -> None:
+        """End the vanished job's runs; a tracking server that is down only leaves them open."""
+        if self._end_runs is None:
+            return
+        try:
+            self._end_runs(job_id, reason)
+        except Exception as e:
+            _log.warning("could not end the runs of job %s: %s", job_id, e)
 
     def _finish(self, session: Session, experiment: Experiment, job: JobInfo) -> None:
         message = job.message[:2000]

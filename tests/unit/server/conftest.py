@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from flywheel.server.app import create_app
 from flywheel.settings import Settings
 
-from .helpers import TEAMS, ControlPlane, MemoryBackend, bearer
+from .helpers import TEAMS, ControlPlane, MemoryBackend, RunLedger, bearer
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +49,8 @@ def control(tmp_path: Path, database_url: str | None) -> Iterator[ControlPlane]:
         home=tmp_path / "home", max_bundle_bytes=64 * 1024, database_url=database_url
     )
     backend = MemoryBackend()
-    app = create_app(settings, TEAMS, backend, run_queue=False)
+    runs = RunLedger()
+    app = create_app(settings, TEAMS, backend, run_queue=False, end_runs=runs)
     with TestClient(app) as http:
         admin = bearer(settings.admin_token_path.read_text().strip())
         tokens = {
@@ -57,4 +58,4 @@ def control(tmp_path: Path, database_url: str | None) -> Iterator[ControlPlane]:
             for team in ("vision", "language")
         }
         yield ControlPlane(app, http, backend, settings, admin, tokens["vision"],
-                           tokens["language"])  # fmt: skip
+                           tokens["language"], runs)  # fmt: skip

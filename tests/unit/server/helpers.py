@@ -96,6 +96,17 @@ class MemoryBackend:
 
 
 @dataclass
+class RunLedger:
+    """Records which vanished jobs' runs the control plane ended (MLflow's part in production)."""
+
+    ended: list[tuple[str, str]] = field(default_factory=list)
+
+    def __call__(self, job_id: str, reason: str) -> int:
+        self.ended.append((job_id, reason))
+        return 1
+
+
+@dataclass
 class ControlPlane:
     """The app, its HTTP client, its backend and settings, and tokens of both teams."""
 
@@ -106,6 +117,7 @@ class ControlPlane:
     admin: dict[str, str]
     vision: dict[str, str]
     language: dict[str, str]
+    runs: RunLedger = field(default_factory=RunLedger)
 
     def step(self) -> None:
         self.app.state.driver.step()

@@ -64,6 +64,7 @@ def test_a_job_the_cluster_forgot_is_requeued_and_resumes(
     history = _history(control, experiment)
     assert history[-2][0] == "QUEUED" and "no longer knows job" in history[-2][1]
     assert history[-1] == ("ADMITTED", "admitted to resume")
+    assert control.runs.ended == [(experiment, history[-2][1])]  # its MLflow runs end KILLED
     job = control.backend.jobs[f"{experiment}-2"]
     assert json.loads(job.files[".flywheel/plan.json"])["resume"] is True
 
