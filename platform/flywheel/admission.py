@@ -14,7 +14,8 @@ The rules, in the order :func:`decide` applies them:
    first (the freshest checkpoint, then the lowest priority), as few as suffice. The workload
    waits, its demand reserved, until the victims have drained.
 3. Second pass: what is still queued may borrow the cohort's idle lendable quota, up to its team's
-   borrowing limit, in queue order.
+   borrowing limit. Among equal priorities the team that borrows least for its
+   ``fair_share_weight`` goes first (Kueue's fair sharing); each team's work in queue order.
 4. Never beyond the cluster's capacity. Within a team, no workload is admitted while a workload
    of higher priority waits (one of the same priority may go ahead when it fits and the other does
    not). A workload that could never fit (more than its team may hold, or than the cluster has)
@@ -25,7 +26,9 @@ Nothing depends on the order of the input: the same workloads give the same deci
 
 from __future__ import annotations
 
+import heapq
 import math
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -216,25 +219,44 @@ class _Decider:
             first_waiting.setdefault(workload.team, workload)
 
     def admit_borrowing(self) -> None:
-        """Second pass: what is still queued may borrow its cohort's idle quota."""
-        first_waiting: dict[str, Workload] = {}
+        """Second pass: what is still queued may borrow its cohort's idle quota.
+
+        Teams take turns: among equal priorities, the team that borrows least for its
+        ``fair_share_weight`` goes next (Kueue's fair sharing), each team in its queue order.
+        """
         admitted = {w.id for w in self.admitted}
+        lines: dict[str, deque[Workload]] = {}
         for workload in self.queue:
-            if workload.id in admitted or workload.id in self.never:
-                continue
-            if workload.id in self.reserved:
-                first_waiting.setdefault(workload.team, workload)
-                continue
-            ahead = first_waiting.get(workload.team)
-            if ahead is not None and workload.priority < ahead.priority:
-                self.holds[workload.id] = Hold(behind=ahead)
-                continue
-            blocker = self.committed.blocker(workload.team, self.demand[workload.id], borrow=True)
-            if blocker is None:
-                self._admit(workload)
-                continue
-            self.holds[workload.id] = Hold(blocker)
-            first_waiting.setdefault(workload.team, workload)
+            if workload.id not in admitted and workload.id not in self.never:
+                lines.setdefault(workload.team, deque()).append(workload)
+        first_waiting: dict[str, Workload] = {}
+        shares = {team: self.committed.borrowed_share(team) for team in lines}
+        turns = [(_turn(line[0], shares[team]), team) for team, line in lines.items()]
+        heapq.heapify(turns)  # only the team that just had its turn changes its borrowed share
+        while turns:
+            _, team = heapq.heappop(turns)
+            if self._borrow(lines[team].popleft(), first_waiting):
+                shares[team] = self.committed.borrowed_share(team)
+            if lines[team]:
+                heapq.heappush(turns, (_turn(lines[team][0], shares[team]), team))
+
+    def _borrow(self, workload: Workload, first_waiting: dict[str, Workload]) -> bool:
+        """Admit ``workload``, borrowing if it must (True), or say why it waits."""
+        team = workload.team
+        if workload.id in self.reserved:
+            first_waiting.setdefault(team, workload)
+            return False
+        ahead = first_waiting.get(team)
+        if ahead is not None and workload.priority < ahead.priority:
+            self.holds[workload.id] = Hold(behind=ahead)
+            return False
+        blocker = self.committed.blocker(team, self.demand[workload.id], borrow=True)
+        if blocker is None:
+            self._admit(workload)
+            return True
+        self.holds[workload.id] = Hold(blocker)
+        first_waiting.setdefault(team, workload)
+        return False
 
     def decision(self) -> Decision:
         """The decision, with every waiting workload's reason put in words."""
@@ -358,6 +380,11 @@ class _Decider:
 
 
 _RECLAIMABLE = ("cohort", "capacity")
+
+
+def _turn(workload: Workload, borrowed_share: float) -> tuple[int, float, float, str]:
+    """Whose turn it is to borrow: priority, then the team's borrowed share, then the queue."""
+    return (-workload.priority, borrowed_share, workload.submitted_at_s, workload.id)
 
 
 def _require_unique_ids(workloads: Sequence[Workload]) -> None:

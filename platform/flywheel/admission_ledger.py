@@ -73,9 +73,12 @@ def total(amounts: Iterable[Vec]) -> Vec:
 
 def first_over(amount: Vec, limit: Vec) -> int | None:
     """Index of the first resource where ``amount`` exceeds ``limit``; None when it fits."""
-    for index in range(3):
-        if amount[index] > limit[index] + EPSILON:
-            return index
+    if amount[0] > limit[0] + EPSILON:  # unrolled: this is admission's innermost check
+        return 0
+    if amount[1] > limit[1] + EPSILON:
+        return 1
+    if amount[2] > limit[2] + EPSILON:
+        return 2
     return None
 
 
@@ -162,6 +165,19 @@ class Ledger:
         book.used = add(book.used, amount)
         book.running += sign
         cohort.drawn = add(cohort.drawn, sub(_beyond(book.used, book.reserved), before))
+
+    def borrowed_share(self, team: str) -> float:
+        """How much ``team`` borrows, for its weight: its largest share of its cohort's pool."""
+        book = self.teams.get(team)
+        if book is None:
+            return 0.0
+        pool = self.cohorts[book.spec.cohort].capacity
+        share = 0.0
+        for index in range(3):
+            borrowed = book.used[index] - book.quota[index]
+            if borrowed > EPSILON and pool[index] > EPSILON:
+                share = max(share, borrowed / pool[index])
+        return share / book.spec.fair_share_weight
 
     def never_fits(self, team: str, demand: Vec) -> Blocker | None:
         """Why ``demand`` could never be admitted for ``team``, even on an idle cluster."""

@@ -73,6 +73,7 @@ class Wording:
         self.holding = holding
         self.demand = demand
         self._holders: dict[tuple[str, str | None, int | None], tuple[str, ...]] = {}
+        self._reasons: dict[tuple[str, Blocker, Vec], str] = {}  # many waits read the same
 
     def wait(self, workload: Named, hold: Hold) -> Said:
         """Why ``workload`` waits, in words, and who holds what it needs."""
@@ -90,7 +91,10 @@ class Wording:
             reason = self._draining(workload, blocker, hold.draining)
             return Said(reason, resource, hold.draining[:MAX_HOLDERS], "draining")
         holders = self._holders_of(workload.team, blocker)
-        reason = self._reason(workload, blocker)
+        key = (workload.team, blocker, self.demand[workload.id])
+        reason = self._reasons.get(key) or self._reasons.setdefault(
+            key, self._reason(workload, blocker)
+        )
         if holders:
             reason = f"{reason}; held by {names(holders)}"
         kind: WaitKind = "limit" if blocker.kind == "quota" else blocker.kind
