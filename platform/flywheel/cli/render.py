@@ -101,6 +101,10 @@ def platform_status(state: PlatformStatus) -> None:
             f"Ray dashboard: {data['ray_dashboard_url']}  (token in {data['ray_auth_token_path']})"
         )
         out.print(f"MLflow UI:     {data['mlflow_url']}")
+        out.print(
+            f"Control plane: {data['control_plane']}  (admin token in {data['admin_token_path']}; "
+            "`flywheel token create TEAM` makes team tokens)"
+        )
 
 
 def submitted(experiment_id: str) -> None:

@@ -14,12 +14,10 @@ from pathlib import Path
 
 import pgserver
 import pytest
-from fastapi.testclient import TestClient
 
-from flywheel.server.app import create_app
 from flywheel.settings import Settings
 
-from .helpers import TEAMS, ControlPlane, MemoryBackend, RunLedger, bearer
+from .helpers import TEAMS, ControlPlane, MemoryBackend, running_plane
 
 
 @pytest.fixture(scope="session")
@@ -48,14 +46,5 @@ def control(tmp_path: Path, database_url: str | None) -> Iterator[ControlPlane]:
     settings = Settings(
         home=tmp_path / "home", max_bundle_bytes=64 * 1024, database_url=database_url
     )
-    backend = MemoryBackend()
-    runs = RunLedger()
-    app = create_app(settings, TEAMS, backend, run_queue=False, end_runs=runs)
-    with TestClient(app) as http:
-        admin = bearer(settings.admin_token_path.read_text().strip())
-        tokens = {
-            team: bearer(http.post(f"/api/v1/teams/{team}/tokens", headers=admin).json()["token"])
-            for team in ("vision", "language")
-        }
-        yield ControlPlane(app, http, backend, settings, admin, tokens["vision"],
-                           tokens["language"], runs)  # fmt: skip
+    with running_plane(settings, TEAMS, MemoryBackend()) as plane:
+        yield plane

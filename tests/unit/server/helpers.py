@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import io
 import tarfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from fastapi.testclient import TestClient
 from flywheel.backends.base import JobInfo, JobState
 from flywheel.errors import JobNotFoundError
 from flywheel.plans import JobPlan
+from flywheel.server.app import create_app
 from flywheel.settings import Settings
 from flywheel.specs.teams import Resources, TeamsSpec
 
@@ -121,6 +123,23 @@ class ControlPlane:
 
     def step(self) -> None:
         self.app.state.driver.step()
+
+
+@contextmanager
+def running_plane(
+    settings: Settings, teams: TeamsSpec, backend: MemoryBackend
+) -> Iterator[ControlPlane]:
+    """A control plane app (queue driver left to the test) with a token for each of the first
+    two teams."""
+    runs = RunLedger()
+    app = create_app(settings, teams, backend, run_queue=False, end_runs=runs)
+    with TestClient(app) as http:
+        admin = bearer(settings.admin_token_path.read_text().strip())
+        first, second = (
+            bearer(http.post(f"/api/v1/teams/{t.name}/tokens", headers=admin).json()["token"])
+            for t in teams.teams[:2]
+        )
+        yield ControlPlane(app, http, backend, settings, admin, first, second, runs)
 
 
 def bearer(token: str) -> dict[str, str]:

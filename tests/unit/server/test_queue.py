@@ -7,14 +7,22 @@ from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from fastapi.testclient import TestClient
 
-from flywheel.server.app import create_app
 from flywheel.server.db import open_database
 from flywheel.server.models import Base
 from flywheel.settings import Settings
+from flywheel.specs.teams import TeamsSpec
 
-from .helpers import SEARCH, SPEC, TEAMS, ControlPlane, MemoryBackend, experiment_folder, submit
+from .helpers import (
+    SEARCH,
+    SPEC,
+    TEAMS,
+    ControlPlane,
+    MemoryBackend,
+    experiment_folder,
+    running_plane,
+    submit,
+)
 
 
 def _state(control: ControlPlane, experiment: object) -> str:
@@ -102,16 +110,32 @@ def test_the_queue_survives_a_restart(tmp_path: Path) -> None:
     """A second app on the same database sees the queue as the first left it."""
     settings = Settings(home=tmp_path / "home")
     backend = MemoryBackend(capacity_cpu=0.5)  # nothing fits: everything waits
-    with TestClient(create_app(settings, TEAMS, backend, run_queue=False)) as http:
-        admin = {"Authorization": f"Bearer {settings.admin_token_path.read_text().strip()}"}
-        vision = {"Authorization": "Bearer " + http.post(
-            "/api/v1/teams/vision/tokens", headers=admin).json()["token"]}  # fmt: skip
-        plane = ControlPlane(http.app, http, backend, settings, admin, vision, {})  # type: ignore[arg-type]
-        first = submit(plane, experiment_folder(tmp_path), vision)["id"]
+    with running_plane(settings, TEAMS, backend) as plane:
+        first = submit(plane, experiment_folder(tmp_path), plane.vision)["id"]
         plane.step()
-    with TestClient(create_app(settings, TEAMS, backend, run_queue=False)) as http:
-        listed = http.get("/api/v1/experiments", headers=vision).json()
+    with running_plane(settings, TEAMS, backend) as plane:
+        listed = plane.http.get("/api/v1/experiments", headers=plane.admin).json()
     assert [(e["id"], e["state"]) for e in listed] == [(first, "QUEUED")]
+
+
+def test_a_higher_priority_is_admitted_first(tmp_path: Path) -> None:
+    """vision (low) queued first, language (high) later: language runs first when room frees."""
+    teams = TeamsSpec.model_validate(
+        {"teams": [{"name": "vision", "priority": "low", "quota": {"cpu": 1}},
+                   {"name": "language", "priority": "high", "quota": {"cpu": 1}}]}
+    )  # fmt: skip
+    backend = MemoryBackend(capacity_cpu=1.0)
+    with running_plane(Settings(home=tmp_path / "home"), teams, backend) as plane:
+        holder = str(submit(plane, experiment_folder(tmp_path / "a"), plane.vision)["id"])
+        plane.step()
+        low = str(submit(plane, experiment_folder(tmp_path / "b"), plane.vision)["id"])
+        language = experiment_folder(tmp_path / "c", SPEC.replace("vision", "language"))
+        high = str(submit(plane, language, plane.language)["id"])
+        plane.step()
+        assert (_state(plane, low), _state(plane, high)) == ("QUEUED", "QUEUED")
+        backend.jobs[holder].state = "SUCCEEDED"
+        plane.step()
+        assert (_state(plane, low), _state(plane, high)) == ("QUEUED", "ADMITTED")
 
 
 def test_migrations_build_the_schema_of_the_models(tmp_path: Path) -> None:
