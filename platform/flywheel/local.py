@@ -142,6 +142,8 @@ class EmbeddedPlatform:
         started_s = time.monotonic()
         running = tuple(c.name for c in self._components if self._running_pid(c) is not None)
         to_start = [c for c in self._components if c.name not in running]
+        if any(c.name == CONTROL_PLANE for c in to_start):
+            _check_teams_file(self._settings.teams_file)
         for component in to_start:
             component.pid_path.unlink(missing_ok=True)  # stale: its process is gone
             _check_ports(component, self._settings.host)
@@ -425,6 +427,14 @@ def _check_ports(component: _Component, host: str) -> None:
     for setting, port in component.ports.items():
         if not _port_is_free(host, port):
             raise PortInUseError(component.name, port, f"{prefix}{setting}".upper())
+
+
+def _check_teams_file(path: Path) -> None:
+    if not path.expanduser().is_file():
+        raise PlatformError(
+            f"teams file {path} not found (from {Path.cwd()}): run `flywheel up` in the "
+            "repository root, or set FLYWHEEL_TEAMS_FILE to your teams file"
+        )
 
 
 def _port_is_free(host: str, port: int) -> bool:

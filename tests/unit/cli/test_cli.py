@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[3]
 FLYWHEEL = str(Path(sys.executable).parent / "flywheel")
 
 
-def _run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _run(home: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLYWHEEL_")}
     env |= {
         "FLYWHEEL_HOME": str(home),
@@ -25,7 +25,9 @@ def _run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
         "FLYWHEEL_MLFLOW_PORT": "9",
         "FLYWHEEL_CONTROL_PLANE_PORT": "9",
     }
-    return subprocess.run([FLYWHEEL, *args], env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [FLYWHEEL, *args], env=env, capture_output=True, text=True, timeout=120, cwd=cwd
+    )
 
 
 @pytest.fixture
@@ -119,3 +121,11 @@ def test_predict_rejects_a_request_that_is_not_json(tmp_path: Path) -> None:
     request.write_text("{not json")
     result = _run(tmp_path, "predict", "m", "--json", str(request))
     assert result.returncode == 2 and "not valid JSON" in result.stderr
+
+
+def test_up_without_a_teams_file_starts_nothing(tmp_path: Path) -> None:
+    result = _run(tmp_path, "up", cwd=tmp_path)  # no cluster/teams.yaml there
+    assert result.returncode == 1
+    assert "teams file cluster/teams.yaml not found" in result.stderr
+    assert "FLYWHEEL_TEAMS_FILE" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
