@@ -134,7 +134,9 @@ class Client:
         while True:
             experiment = self.job(experiment_id)
             job_id = experiment.ray_job_id
-            if job_id is not None and job_id not in streamed and experiment.state != "QUEUED":
+            # ADMITTED: the job may not exist yet; RUNNING or later, it does (or did).
+            started = experiment.state not in ("QUEUED", "ADMITTED")
+            if job_id is not None and job_id not in streamed and started:
                 streamed.add(job_id)
                 yield from self._stream(experiment, last)
                 continue

@@ -145,3 +145,22 @@ def test_resume_without_a_search_is_refused(control: ControlPlane, experiment: P
 def test_resume_of_an_unknown_experiment(control: ControlPlane) -> None:
     with pytest.raises(JobError, match="has no experiment 'nope'"):
         _client(control, control.vision).resume("nope")
+
+
+def test_follow_waits_for_the_job_to_run_before_streaming(
+    control: ControlPlane, experiment: Path
+) -> None:
+    client = _client(control, control.vision)
+    experiment_id = client.submit(experiment)
+    control.step()  # admitted: its Ray job may not exist yet
+    updates = client.follow(experiment_id, poll_s=0)
+    waiting = next(updates)
+    assert (waiting.job.state, waiting.lines) == ("ADMITTED", ())
+    job = control.backend.jobs[experiment_id]
+    job.state, job.log = "RUNNING", "started\n"
+    control.step()
+    assert next(updates).lines == ("started",)
+    job.state = "SUCCEEDED"
+    control.step()
+    rest = list(updates)
+    assert rest[-1].job.state == "SUCCEEDED" and all(u.lines == () for u in rest)
