@@ -73,7 +73,9 @@ class QueueDriver:
             for experiment in holding:
                 self._reconcile(session, experiment)
         with self._sessions.begin() as session:
-            decision = decide(self._teams, self._backend.capacity(), workloads(session))
+            decision = decide(
+                self._teams, self._backend.capacity(), workloads(session, self._teams)
+            )
             for preemption in decision.preempt:
                 self._preempt(session, preemption.victim, preemption.reason)
         for experiment_id in decision.admit:
@@ -179,10 +181,14 @@ class QueueDriver:
             self._backend.submit(plan, folder)
 
 
-def workloads(session: Session) -> list[Workload]:
-    """Every waiting and holding experiment, as the admission function sees it."""
+def workloads(session: Session, teams: TeamsSpec) -> list[Workload]:
+    """Every waiting and holding experiment of a team in the teams file, as the admission
+    function sees it (a team taken out of the file keeps its rows, but nothing of it is admitted
+    any more)."""
     states = WAITING_STATES | HOLDING_STATES
-    rows = session.scalars(select(Experiment).where(Experiment.state.in_(states))).all()
+    names = [t.name for t in teams.teams]
+    query = select(Experiment).where(Experiment.state.in_(states), Experiment.team.in_(names))
+    rows = session.scalars(query).all()
     return [
         Workload(
             id=e.id,

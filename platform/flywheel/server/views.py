@@ -22,7 +22,7 @@ from flywheel.wire import Explanation, QueueEntry, QueueView, TeamUsage
 
 def team_usages(session: Session, teams: TeamsSpec, caller: Caller) -> list[TeamUsage]:
     """Usage against quota of the caller's team (every team for the admin)."""
-    current = workloads(session)
+    current = workloads(session, teams)
     usage = usage_by_team(teams, current)
     lost = _gpu_minutes_lost_by_team(session)
     rows = []
@@ -47,7 +47,7 @@ def queue_view(
     session: Session, teams: TeamsSpec, capacity: Resources, caller: Caller
 ) -> QueueView:
     """Waiting experiments in admission order, with why each waits."""
-    decision = decide(teams, capacity, workloads(session))
+    decision = decide(teams, capacity, workloads(session, teams))
     rows = _waiting_rows(session)
     entries = [
         _entry(rows[wait.workload], wait.position, wait.reason, wait.blocking_resource,
@@ -68,7 +68,7 @@ def explain(
             reason=f"{experiment.id} is {experiment.state}, not waiting",
             blocking_resource=None, holders=[], estimate_s=None,
         )  # fmt: skip
-    current = workloads(session)
+    current = workloads(session, teams)
     decision = decide(teams, capacity, current)
     wait = next((w for w in decision.waiting if w.workload == experiment.id), None)
     if wait is None:

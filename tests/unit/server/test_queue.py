@@ -118,6 +118,21 @@ def test_the_queue_survives_a_restart(tmp_path: Path) -> None:
     assert [(e["id"], e["state"]) for e in listed] == [(first, "QUEUED")]
 
 
+def test_a_team_taken_out_of_the_teams_file_keeps_its_rows(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home")
+    backend = MemoryBackend(capacity_cpu=0.5)
+    with running_plane(settings, TEAMS, backend) as plane:
+        folder = experiment_folder(tmp_path, SPEC.replace("vision", "language"))
+        waiting = submit(plane, folder, plane.language)["id"]
+    only_vision = TeamsSpec.model_validate({"teams": [TEAMS.teams[0].model_dump()]})
+    with running_plane(settings, only_vision, MemoryBackend()) as plane:
+        plane.step()  # admits nothing of language, and does not fail on it
+        listed = plane.http.get("/api/v1/experiments", headers=plane.admin).json()
+        queue = plane.http.get("/api/v1/queue", headers=plane.admin).json()
+    assert [(e["id"], e["state"]) for e in listed] == [(waiting, "QUEUED")]
+    assert queue["waiting"] == [] and [t["name"] for t in queue["teams"]] == ["vision"]
+
+
 def test_a_higher_priority_is_admitted_first(tmp_path: Path) -> None:
     """vision (low) queued first, language (high) later: language runs first when room frees."""
     teams = TeamsSpec.model_validate(
