@@ -16,8 +16,9 @@ happened and what to do next. Anything else escaping flywheel is a bug.
     │   ├── AuthenticationError   no token, or an unknown one (HTTP 401)
     │   └── PermissionDeniedError the token's team may not do this (HTTP 403)
     ├── CheckFailedError     a sanity check (baseline, overfit one batch) failed inside a job
-    └── ServeError           a model cannot be deployed, rolled out, found or queried
-        └── ServeInputError  the request itself is wrong (unknown model or version, bad JSON)
+    ├── ServeError           a model cannot be deployed, rolled out, found or queried
+    │   └── ServeInputError  the request itself is wrong (unknown model or version, bad JSON)
+    └── K8sError             Kubernetes manifests cannot be rendered, or the API server refused
 """
 
 from __future__ import annotations
@@ -115,3 +116,7 @@ class ServeError(FlywheelError):
 
 class ServeInputError(ServeError):
     """A serving request is wrong as given (unknown model or version, bad JSON); nothing changed."""
+
+
+class K8sError(FlywheelError):
+    """Kubernetes manifests cannot be rendered as asked, or the API server refused a request."""
