@@ -1,13 +1,13 @@
 """The public facade the CLI and SDK users call: validate, submit, watch and stop experiments.
 
-For now it talks to the Ray Jobs API directly; the control plane will sit behind this same
-facade without changing its methods.
+Experiments go through the control plane (HTTP, with the team token of the settings); serving
+actions still run as Ray jobs until they move behind the control plane too.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
+import tarfile
 import tempfile
 import time
 from collections.abc import Iterator
@@ -18,17 +18,12 @@ from typing import Any
 import httpx
 
 from flywheel.alerts import read_alert, record_check
+from flywheel.api_client import ControlPlaneApi
+from flywheel.backends.base import BUNDLE_EXCLUDES, ExperimentBackend, JobInfo
+from flywheel.backends.ray_jobs import RayJobsBackend
 from flywheel.errors import JobError, ServeError, ServeInputError
-from flywheel.jobs import BUNDLE_EXCLUDES, JobBackend, JobInfo, RayJobsBackend
 from flywheel.monitoring import MonitorReport, monitor_report
-from flywheel.plans import (
-    META_BUNDLE,
-    PLAN_PATH,
-    JobPlan,
-    new_job_id,
-    resumed_plan,
-    spec_to_job_plan,
-)
+from flywheel.plans import JobPlan, new_job_id, spec_to_job_plan
 from flywheel.profiles import TrainingProfile
 from flywheel.progress import ProgressEvent, parse_progress
 from flywheel.readiness import READINESS_FILE, Evidence, ReadinessReport, readiness_report
@@ -46,7 +41,6 @@ from flywheel.snapshots import SnapshotManifest, read_manifest
 from flywheel.specs.experiment import ExperimentSpec
 from flywheel.specs.serving import MonitorSpec, RolloutMode
 from flywheel.specs.validate import validate_experiment
-from flywheel.storage import download_tree, upload_tree
 from flywheel.tracking import (
     TAG_PROFILE,
     TAG_SERVE_SPEC,
@@ -57,6 +51,14 @@ from flywheel.tracking import (
     snapshot_uses,
     version_artifact_dict,
     version_record,
+)
+from flywheel.wire import (
+    ExperimentView,
+    Explanation,
+    QueueView,
+    TeamUsage,
+    TokenCreated,
+    WhoAmI,
 )
 
 #: How long a serving job (deploy, rollout start, promote, rollback) may take.
@@ -76,9 +78,9 @@ class SnapshotReport:
 
 @dataclass(frozen=True)
 class JobUpdate:
-    """What changed in a job since the previous update."""
+    """What changed in an experiment since the previous update."""
 
-    job: JobInfo
+    job: ExperimentView
     lines: tuple[str, ...]
     events: tuple[ProgressEvent, ...]
 
@@ -86,9 +88,15 @@ class JobUpdate:
 class Client:
     """Entry point for everything a user does with flywheel."""
 
-    def __init__(self, settings: Settings | None = None, backend: JobBackend | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        http: httpx.Client | None = None,
+        serving_backend: ExperimentBackend | None = None,
+    ) -> None:
         self.settings = settings or Settings()
-        self._backend = backend
+        self._api = ControlPlaneApi(self.settings, http)
+        self._backend = serving_backend
 
     def validate(self, spec_path: str | Path) -> ExperimentSpec:
         """Validate a spec file and its task code; raise SpecError with every problem."""
@@ -105,71 +113,82 @@ class Client:
         )
 
     def submit(self, spec_path: str | Path, resume: bool = False) -> str:
-        """Validate, bundle the experiment folder and submit it as a job; return the job id.
+        """Validate, bundle the experiment folder and queue it; return the experiment id.
 
-        With ``resume``, the job continues the experiment's last search instead of a new one.
+        With ``resume``, the experiment continues its last search instead of a new one.
         """
         path = Path(spec_path)
-        plan = self.plan(path, resume)
-        with tempfile.TemporaryDirectory(prefix="flywheel-bundle-") as folder:
-            bundle = Path(folder) / "experiment"
-            shutil.copytree(path.parent, bundle, ignore=shutil.ignore_patterns(*BUNDLE_EXCLUDES))
-            return self._submit_bundle(plan, bundle)
+        self.plan(path, resume)  # every problem is reported here, before anything is sent
+        with tempfile.TemporaryFile() as archive:
+            bundle_folder(path.parent, archive)
+            archive.seek(0)
+            experiment = self._api.call(
+                "POST", "/experiments", ExperimentView,
+                data={"spec_file": path.name, "resume": str(resume).lower()},
+                files={"bundle": ("bundle.tar.gz", archive, "application/gzip")},
+            )  # fmt: skip
+        return experiment.id
 
     def resume(self, experiment: str, team: str | None = None) -> str:
-        """Continue the last search of ``experiment`` from its stored bundle; return the job id."""
-        last = self._last_job(experiment, team)
-        if not last.finished:
-            raise JobError(
-                f"job {last.job_id} of {experiment!r} is {last.state}; "
-                f"stop it first with `flywheel stop {last.job_id}`"
-            )
-        if not last.bundle_url:
-            raise JobError(f"job {last.job_id} kept no bundle to resume from")
-        with tempfile.TemporaryDirectory(prefix="flywheel-bundle-") as folder:
-            bundle = download_tree(last.bundle_url, Path(folder) / "experiment")
-            old = JobPlan.model_validate_json((bundle / PLAN_PATH).read_text())
-            if old.spec.search is None:
-                raise JobError(
-                    f"{experiment!r} has no search section: there is no search to resume"
-                )
-            return self._submit_bundle(resumed_plan(old, new_job_id(old.spec)), bundle)
+        """Continue the last search of ``experiment`` from its stored bundle; return the new id."""
+        body = {"name": experiment, "team": team}
+        return self._api.call("POST", "/experiments/resume", ExperimentView, json=body).id
 
-    def jobs(self) -> list[JobInfo]:
-        """Jobs submitted through flywheel, newest first."""
-        return self._jobs().list()
+    def jobs(self) -> list[ExperimentView]:
+        """The team's experiments, newest first."""
+        return self._api.call_list("/experiments", ExperimentView)
 
-    def job(self, job_id: str) -> JobInfo:
-        return self._jobs().get(job_id)
+    def job(self, experiment_id: str) -> ExperimentView:
+        """One experiment with its state history."""
+        return self._api.call("GET", f"/experiments/{experiment_id}", ExperimentView)
 
-    def logs(self, job_id: str) -> str:
-        return self._jobs().logs(job_id)
+    def logs(self, experiment_id: str) -> str:
+        """The log of the experiment's current job."""
+        return self._api.text(f"/experiments/{experiment_id}/logs")
 
-    def stop(self, job_id: str) -> bool:
-        """Stop a job; True if it was running."""
-        return self._jobs().stop(job_id)
+    def stop(self, experiment_id: str) -> bool:
+        """Stop an experiment; True if it had not ended yet."""
+        before = self.job(experiment_id)
+        self._api.call("POST", f"/experiments/{experiment_id}/stop", ExperimentView)
+        return not before.finished
 
-    def follow(self, job_id: str, poll_s: float = 1.0) -> Iterator[JobUpdate]:
-        """Yield the job's new log lines and progress events until it ends."""
-        seen = 0
-        last: ProgressEvent | None = None
+    def follow(self, experiment_id: str, poll_s: float = 1.0) -> Iterator[JobUpdate]:
+        """Yield the experiment's log lines and progress events as its jobs write them, until it
+        ends; a preempted experiment is followed into its resumed job."""
+        last: list[ProgressEvent | None] = [None]
+        streamed: set[str] = set()
         while True:
-            job = self._jobs().get(job_id)
-            text = self._jobs().logs(job_id)
-            complete, _, partial = text[seen:].rpartition("\n")
-            if job.finished:
-                complete, partial = text[seen:], ""
-            lines = tuple(complete.splitlines())
-            seen = len(text) - len(partial)
-            events = []
-            for event in filter(None, map(parse_progress, lines)):
-                if event != last:  # Ray may forward a worker's line twice
-                    events.append(event)
-                last = event
-            yield JobUpdate(job, lines, tuple(events))
-            if job.finished:
+            experiment = self.job(experiment_id)
+            job_id = experiment.ray_job_id
+            # ADMITTED: the job may not exist yet; RUNNING or later, it does (or did).
+            started = experiment.state not in ("QUEUED", "ADMITTED")
+            if job_id is not None and job_id not in streamed and started:
+                streamed.add(job_id)
+                yield from self._stream(experiment, last)
+                continue
+            yield JobUpdate(experiment, (), ())
+            if experiment.finished:
                 return
-            time.sleep(poll_s)
+            time.sleep(poll_s)  # it waits for admission: nothing to stream yet
+
+    def teams(self) -> list[TeamUsage]:
+        """Usage against quota of the token's team (every team for the admin)."""
+        return self._api.call_list("/teams", TeamUsage)
+
+    def queue(self) -> QueueView:
+        """Waiting experiments in admission order, with why each waits, and usage."""
+        return self._api.call("GET", "/queue", QueueView)
+
+    def explain(self, experiment_id: str) -> Explanation:
+        """Why an experiment waits: the quota, who holds it, its position, an estimate."""
+        return self._api.call("GET", f"/experiments/{experiment_id}/explain", Explanation)
+
+    def create_token(self, team: str) -> TokenCreated:
+        """A new token for ``team`` (needs the admin token); shown once."""
+        return self._api.call("POST", f"/teams/{team}/tokens", TokenCreated)
+
+    def whoami(self) -> WhoAmI:
+        return self._api.call("GET", "/whoami", WhoAmI)
 
     def deploy(
         self, model: str, version: str | None = None, alias: str | None = None
@@ -303,6 +322,19 @@ class Client:
         except ValueError:
             return None
 
+    def _stream(
+        self, experiment: ExperimentView, last: list[ProgressEvent | None]
+    ) -> Iterator[JobUpdate]:
+        """The current job's log, streamed by the control plane from Ray's log tailing."""
+        partial = ""
+        path = f"/experiments/{experiment.id}/logs"
+        for chunk in self._api.stream(path, {"follow": "true"}):
+            complete, newline, partial = (partial + chunk).rpartition("\n")
+            if newline:
+                yield _update(experiment, complete.splitlines(), last)
+        if partial:
+            yield _update(experiment, [partial], last)
+
     def _serve(self, plan: ServePlan, wait: bool = True) -> dict[str, Any]:
         """Run a serving action as a job; wait for its result unless ``wait`` is False."""
         job_id = self._jobs().submit_command(
@@ -352,24 +384,8 @@ class Client:
             raise kind(f"{method} {path}: HTTP {response.status_code}: {_error_text(response)}")
         return response.json()
 
-    def _submit_bundle(self, plan: JobPlan, bundle: Path) -> str:
-        """Write the plan into the bundle, keep a copy under the storage root, submit it."""
-        plan_file = bundle / PLAN_PATH
-        plan_file.parent.mkdir(parents=True, exist_ok=True)
-        plan_file.write_text(plan.model_dump_json(indent=2))
-        upload_tree(bundle, plan.metadata[META_BUNDLE])
-        return self._jobs().submit(plan, bundle)
-
-    def _last_job(self, experiment: str, team: str | None) -> JobInfo:
-        jobs = [j for j in self.jobs() if j.experiment == experiment and team in (None, j.team)]
-        if not jobs:
-            raise JobError(f"no job of experiment {experiment!r}; `flywheel jobs` lists them")
-        teams = sorted({j.team for j in jobs})
-        if len(teams) > 1:
-            raise JobError(f"{experiment!r} exists for teams {', '.join(teams)}; pass --team")
-        return jobs[0]
-
-    def _jobs(self) -> JobBackend:
+    def _jobs(self) -> ExperimentBackend:
+        """Serving actions run as Ray jobs (for now), through the Ray Jobs API directly."""
         if self._backend is None:
             self._backend = RayJobsBackend(self.settings.jobs_url, self._ray_token())
         return self._backend
@@ -394,6 +410,30 @@ def _serve_result(job: JobInfo, logs: str) -> dict[str, Any]:
     ]
     reason = reasons[-1] if reasons else job.message or "no reason given"
     raise ServeError(f"serving job {job.job_id} {job.state.lower()}: {reason}")
+
+
+def bundle_folder(folder: Path, archive: Any) -> None:
+    """Write ``folder`` (without BUNDLE_EXCLUDES) as a tar.gz into the binary file ``archive``;
+    links are left out (the control plane refuses them)."""
+    ignore = {p for p in BUNDLE_EXCLUDES if "*" not in p}
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        for path in sorted(folder.rglob("*")):
+            relative = path.relative_to(folder)
+            if path.is_symlink() or any(part in ignore for part in relative.parts):
+                continue
+            if path.is_file() and not any(relative.match(p) for p in BUNDLE_EXCLUDES):
+                tar.add(path, arcname=relative.as_posix(), recursive=False)
+
+
+def _update(
+    experiment: ExperimentView, lines: list[str], last: list[ProgressEvent | None]
+) -> JobUpdate:
+    events = []
+    for event in filter(None, map(parse_progress, lines)):
+        if event != last[0]:  # Ray may forward a worker's line twice
+            events.append(event)
+        last[0] = event
+    return JobUpdate(experiment, tuple(lines), tuple(events))
 
 
 def _error_text(response: httpx.Response) -> str:

@@ -8,7 +8,13 @@ happened and what to do next. Anything else escaping flywheel is a bug.
     ├── PlatformError        the embedded platform cannot start, stop or be reached
     │   └── PortInUseError   a port flywheel needs is taken
     ├── JobError             a job cannot be submitted, found or stopped
-    │   └── JobNotFoundError
+    │   ├── JobNotFoundError
+    │   └── BundleError      an uploaded code bundle is refused (unsafe paths, unreadable)
+    │       └── BundleTooLargeError
+    ├── TeamNotFoundError    no such team in the teams file
+    ├── AccessError          the control plane refused the caller's token
+    │   ├── AuthenticationError   no token, or an unknown one (HTTP 401)
+    │   └── PermissionDeniedError the token's team may not do this (HTTP 403)
     ├── CheckFailedError     a sanity check (baseline, overfit one batch) failed inside a job
     ├── StorageError         the storage root cannot be read or written (names bucket and operation)
     ├── ServeError           a model cannot be deployed, rolled out, found or queried
@@ -74,6 +80,31 @@ class JobNotFoundError(JobError):
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
         super().__init__(f"no job with id {job_id!r}; `flywheel jobs` lists the jobs there are")
+
+
+class BundleError(JobError):
+    """An uploaded code bundle is refused: too large, unreadable, or a path leaves its folder.
+    Nothing of it was written."""
+
+
+class BundleTooLargeError(BundleError):
+    """An uploaded code bundle is larger than the control plane accepts."""
+
+
+class TeamNotFoundError(FlywheelError):
+    """No team of that name in the teams file."""
+
+
+class AccessError(FlywheelError):
+    """The control plane refused the caller's token."""
+
+
+class AuthenticationError(AccessError):
+    """No token, or one the control plane does not know. Never carries the token itself."""
+
+
+class PermissionDeniedError(AccessError):
+    """The caller's team may not see or change this (another team's experiment, an admin call)."""
 
 
 class CheckFailedError(FlywheelError):

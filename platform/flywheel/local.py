@@ -1,6 +1,7 @@
-"""The embedded platform: a Ray head and an MLflow server, run as child processes on this machine.
+"""The embedded platform: a Ray head, an MLflow server and the control plane, run as child
+processes on this machine.
 
-``flywheel up`` starts both, each in a session of its own, output in ``<home>/logs``, pid in
+``flywheel up`` starts all three, each in a session of its own, output in ``<home>/logs``, pid in
 ``<home>/run``; ``flywheel down`` stops exactly those sessions. It never runs ``ray stop``, which
 would stop every Ray cluster on the machine.
 
@@ -8,6 +9,9 @@ Ray runs with token authentication: the token lives in ``settings.ray_auth_token
 0600) and every Jobs API and gRPC request must carry it. With a loopback host, Ray's node address
 is pinned to loopback too, so its gRPC servers listen there only; a process that connects to the
 GCS directly needs the variables :func:`ray_client_env` returns.
+
+The control plane (``python -m flywheel.server``) gets every setting through ``FLYWHEEL_*``
+variables; at its first start it writes the admin token to ``settings.admin_token_path`` (0600).
 """
 
 from __future__ import annotations
@@ -25,12 +29,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import httpx
+from pydantic import SecretStr
 
 from flywheel.errors import PlatformError, PortInUseError
 from flywheel.settings import Settings
 from flywheel.storage_layout import StorageLayout
 
 __all__ = [
+    "CONTROL_PLANE",
     "MLFLOW",
     "RAY",
     "ComponentStatus",
@@ -45,6 +51,7 @@ __all__ = [
 
 RAY = "ray"
 MLFLOW = "mlflow"
+CONTROL_PLANE = "control_plane"
 
 _POLL_INTERVAL_S = 0.5
 _PROBE_TIMEOUT_S = 2.0
@@ -74,6 +81,7 @@ class PlatformStatus:
     components: tuple[ComponentStatus, ...]
     ray_gcs_address: str
     ray_auth_token_path: Path
+    admin_token_path: Path
 
     @property
     def running(self) -> bool:
@@ -81,7 +89,8 @@ class PlatformStatus:
         return all(c.healthy for c in self.components)
 
     def component(self, name: str) -> ComponentStatus:
-        """The status of the component called ``name`` (:data:`RAY` or :data:`MLFLOW`)."""
+        """The status of the component called ``name`` (:data:`RAY`, :data:`MLFLOW` or
+        :data:`CONTROL_PLANE`)."""
         return next(c for c in self.components if c.name == name)
 
     def to_dict(self) -> dict[str, object]:
@@ -95,6 +104,8 @@ class PlatformStatus:
             "ray_gcs_address": self.ray_gcs_address,
             "mlflow_url": self.component(MLFLOW).url,
             "ray_auth_token_path": str(self.ray_auth_token_path),
+            "control_plane": self.component(CONTROL_PLANE).url,
+            "admin_token_path": str(self.admin_token_path),
             "components": [asdict(c) for c in self.components],
         }
 
@@ -117,6 +128,7 @@ class EmbeddedPlatform:
         self._components = (
             _ray_component(settings, self._home),
             _mlflow_component(settings, self._home),
+            _control_plane_component(settings, self._home),
         )
         self._children: dict[int, subprocess.Popen[bytes]] = {}
 
@@ -132,16 +144,21 @@ class EmbeddedPlatform:
         started_s = time.monotonic()
         running = tuple(c.name for c in self._components if self._running_pid(c) is not None)
         to_start = [c for c in self._components if c.name not in running]
+        if any(c.name == CONTROL_PLANE for c in to_start):
+            _check_teams_file(self._settings.teams_file)
         for component in to_start:
             component.pid_path.unlink(missing_ok=True)  # stale: its process is gone
             _check_ports(component, self._settings.host)
         started: list[_Component] = []
         try:
-            for component in to_start:
-                report(f"starting {component.label} on {component.url}")
-                self._launch(component)
-                started.append(component)
-            self._wait_until_healthy(report, started_s, timeout_s)
+            # The control plane starts once Ray and MLflow answer: it needs them, and on a
+            # small machine its start-up would slow Ray's past Ray's own time-outs.
+            for wave in (self._components[:2], self._components[2:]):
+                for component in (c for c in wave if c in to_start):
+                    report(f"starting {component.label} on {component.url}")
+                    self._launch(component)
+                    started.append(component)
+                self._wait_until_healthy(wave, report, started_s, timeout_s)
         except BaseException:
             self._stop(started, _KILL_WAIT_S)
             raise
@@ -163,6 +180,7 @@ class EmbeddedPlatform:
             components=tuple(self._component_status(c) for c in self._components),
             ray_gcs_address=f"{self._settings.host}:{self._settings.ray_gcs_port}",
             ray_auth_token_path=self._settings.ray_auth_token_path,
+            admin_token_path=self._settings.admin_token_path,
         )
 
     def _component_status(self, component: _Component) -> ComponentStatus:
@@ -180,7 +198,7 @@ class EmbeddedPlatform:
             folder.mkdir(parents=True, exist_ok=True)
         if component.name == RAY:
             _ensure_token(self._settings.ray_auth_token_path)
-        executable = Path(sys.executable).parent / component.name
+        executable = Path(sys.executable).parent / component.program
         if not executable.is_file():
             raise PlatformError(f"{executable} not found; install flywheel into this environment")
         with component.log_path.open("ab") as log:
@@ -197,13 +215,14 @@ class EmbeddedPlatform:
         component.pid_path.write_text(f"{child.pid}\n")
 
     def _wait_until_healthy(
-        self, report: Callable[[str], None], started_s: float, timeout_s: float
-    ) -> None:
-        """Poll every component until all are healthy; fail fast when a process dies."""
-        pending = list(self._components)
+        self, components: tuple[_Component, ...], report: Callable[[str], None],
+        started_s: float, timeout_s: float,
+    ) -> None:  # fmt: skip
+        """Poll ``components`` until all are healthy; fail fast when a process dies."""
+        pending = list(components)
         while True:
             pending = [c for c in pending if not self._probe(c)[0]]
-            for component in self._components:  # after probing: one may answer, then die
+            for component in components:  # after probing: one may answer, then die
                 if self._running_pid(component) is None:
                     raise PlatformError(
                         f"{component.label} exited during start-up; last lines of "
@@ -317,6 +336,7 @@ class _Component:
     """How to start, find and check one component: pure data, built from settings."""
 
     name: str
+    program: str  # an executable next to this interpreter
     label: str
     url: str
     health_urls: tuple[str, ...]  # all must answer 200
@@ -355,7 +375,7 @@ def _ray_component(settings: Settings, home: Path) -> _Component:
     agent_health_url = f"http://{host}:{settings.ray_agent_port}/api/local_raylet_healthz"
     health_urls = (f"{url}/api/version", agent_health_url)
     return _Component(
-        RAY, "Ray head", url, health_urls, ports, tuple(args), env, (temp_dir,),
+        RAY, "ray", "Ray head", url, health_urls, ports, tuple(args), env, (temp_dir,),
         f"--temp-dir={temp_dir}", home / "run" / "ray.pid", home / "logs" / "ray.log",
     )  # fmt: skip
 
@@ -371,9 +391,9 @@ def _mlflow_component(settings: Settings, home: Path) -> _Component:
     # MLflow 3 also starts a GenAI job runner (eight huey consumers) that flywheel never uses.
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     return _Component(
-        MLFLOW, "MLflow server", url, (f"{url}/health",), {"mlflow_port": settings.mlflow_port},
-        args, env, (home / "mlflow",), store_uri, home / "run" / "mlflow.pid",
-        home / "logs" / "mlflow.log",
+        MLFLOW, "mlflow", "MLflow server", url, (f"{url}/health",),
+        {"mlflow_port": settings.mlflow_port}, args, env, (home / "mlflow",), store_uri,
+        home / "run" / "mlflow.pid", home / "logs" / "mlflow.log",
     )  # fmt: skip
 
 
@@ -386,6 +406,32 @@ def mlflow_artifacts_destination(settings: Settings) -> str:
     return str(settings.home.expanduser().absolute() / "mlflow" / "artifacts")
 
 
+def _control_plane_component(settings: Settings, home: Path) -> _Component:
+    url = f"http://{settings.host}:{settings.control_plane_port}"
+    env = {**settings_env(settings, home), **ray_client_env(settings)}
+    return _Component(
+        CONTROL_PLANE, Path(sys.executable).name, "control plane", url, (f"{url}/healthz",),
+        {"control_plane_port": settings.control_plane_port}, ("-m", "flywheel.server"), env,
+        (home / "control",), "flywheel.server", home / "run" / "control_plane.pid",
+        home / "logs" / "control_plane.log",
+    )  # fmt: skip
+
+
+def settings_env(settings: Settings, home: Path) -> dict[str, str]:
+    """``FLYWHEEL_*`` variables that rebuild ``settings`` in a child process (paths absolute)."""
+    env = {}
+    for name, value in settings.model_dump(exclude={"token", "token_file"}).items():
+        if value is None:
+            continue
+        if isinstance(value, Path):
+            value = value.expanduser().absolute()
+        elif isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        env[f"FLYWHEEL_{name.upper()}"] = str(value)
+    env["FLYWHEEL_HOME"] = str(home)
+    return env
+
+
 def _ignore(message: str) -> None:
     """Progress sink used when the caller passes none."""
 
@@ -396,6 +442,14 @@ def _check_ports(component: _Component, host: str) -> None:
     for setting, port in component.ports.items():
         if not _port_is_free(host, port):
             raise PortInUseError(component.name, port, f"{prefix}{setting}".upper())
+
+
+def _check_teams_file(path: Path) -> None:
+    if not path.expanduser().is_file():
+        raise PlatformError(
+            f"teams file {path} not found (from {Path.cwd()}): run `flywheel up` in the "
+            "repository root, or set FLYWHEEL_TEAMS_FILE to your teams file"
+        )
 
 
 def _port_is_free(host: str, port: int) -> bool:

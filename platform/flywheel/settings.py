@@ -75,6 +75,40 @@ class Settings(BaseSettings):
         default=None,
         description="Ray's temp/session folder (default: under home when the path is short).",
     )
+    control_plane_port: int = Field(default=8470, description="Control plane API port.")
+    control_plane_url: str | None = Field(
+        default=None,
+        description="URL of a control plane to use instead of the embedded one.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the control plane's database (default: SQLite under "
+        "home). PostgreSQL URLs work too.",
+    )
+    teams_file: Path = Field(
+        default=Path("cluster/teams.yaml"),
+        description="Teams file the control plane reads at start (relative to the working "
+        "directory of `flywheel up`).",
+    )
+    token: SecretStr | None = Field(
+        default=None, description="Team or admin token the CLI and client send."
+    )
+    token_file: Path | None = Field(
+        default=None,
+        description="File holding the token when FLYWHEEL_TOKEN is unset (default: the admin "
+        "token file `flywheel up` writes, when readable).",
+    )
+    max_bundle_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        description="Largest code bundle the control plane accepts from `submit`, in bytes.",
+    )
+    queue_interval_s: float = Field(
+        default=1.0,
+        gt=0.0,
+        le=60.0,
+        description="How often the control plane's queue driver reconciles and admits.",
+    )
 
     @property
     def jobs_url(self) -> str:
@@ -90,6 +124,23 @@ class Settings(BaseSettings):
     def serve_url(self) -> str:
         """URL of the model gateway."""
         return f"http://{self.host}:{self.serve_port}"
+
+    @property
+    def control_url(self) -> str:
+        """URL of the control plane API."""
+        return self.control_plane_url or f"http://{self.host}:{self.control_plane_port}"
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The control plane's database: the setting, else SQLite (WAL) under home."""
+        return (
+            self.database_url or f"sqlite:///{self.home.expanduser().absolute()}/control/control.db"
+        )
+
+    @property
+    def admin_token_path(self) -> Path:
+        """File holding the admin token (mode 0600), written by `flywheel up`."""
+        return self.home / "control" / "admin_token"
 
     @property
     def ray_auth_token_path(self) -> Path:

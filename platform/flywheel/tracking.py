@@ -254,6 +254,23 @@ def end_stale_runs(tracking_uri: str, parent: ExperimentRun, search_id: str) -> 
             client.set_terminated(run.info.run_id, status="KILLED")
 
 
+def end_runs_of_job(tracking_uri: str, job_id: str, reason: str) -> int:
+    """End as KILLED every run a vanished job left RUNNING (its own and its trials'); returns
+    how many. The control plane calls it when the cluster no longer knows the job."""
+    client = MlflowClient(tracking_uri)
+    experiment_ids = [e.experiment_id for e in client.search_experiments()]
+    if not experiment_ids:
+        return 0
+    running = client.search_runs(
+        experiment_ids,
+        filter_string=f"tags.`{TAG_JOB_ID}` = '{job_id}' and attributes.status = 'RUNNING'",
+    )
+    for run in running:
+        client.set_tag(run.info.run_id, TAG_FAILURE_REASON, reason)
+        client.set_terminated(run.info.run_id, status="KILLED")
+    return len(running)
+
+
 TAG_ROLLOUT_DECISION = "flywheel.rollout.decision"
 TAG_ROLLOUT_REASON = "flywheel.rollout.reason"
 TAG_SERVE_SPEC = "flywheel.serve_spec"

@@ -1,4 +1,5 @@
-"""Session fixtures: one embedded platform (Ray head + MLflow server) for all integration tests.
+"""Session fixtures: one embedded platform (Ray head, MLflow server, control plane) for all
+integration tests.
 
 Cost: starting the platform takes 10 to 20 s on a 2-core machine (Ray and MLflow start side by
 side; MLflow is the slower) and stopping it about 3 s. It starts once per session, on free ports
@@ -29,19 +30,42 @@ PORT_FIELDS = (
     "ray_agent_port",
     "mlflow_port",
     "serve_port",
+    "control_plane_port",
 )
+
+
+#: Teams of the test platforms: the repository's two, ``testing`` (the team of the test
+#: experiments), ``solo``, which never borrows (one two-worker experiment at a time), and
+#: ``frozen``, whose zero quota keeps everything it submits queued.
+TEST_TEAMS = """\
+teams:
+  - {name: vision, quota: {cpu: 2, memory_gib: 8}, borrowing_limit: {cpu: 2, memory_gib: 8}}
+  - {name: language, quota: {cpu: 2, memory_gib: 8}, borrowing_limit: {cpu: 2, memory_gib: 8}}
+  - {name: testing, quota: {cpu: 2, memory_gib: 8}, borrowing_limit: {cpu: 2, memory_gib: 8}}
+  - {name: solo, quota: {cpu: 2, memory_gib: 8}}
+  - {name: frozen, quota: {}, max_concurrent_experiments: 1}
+"""
 
 
 def isolated_settings(home: Path, **overrides: object) -> Settings:
     """Settings for a platform under ``home`` on free ports, whatever FLYWHEEL_* says."""
     ports = dict(zip(PORT_FIELDS, free_ports(len(PORT_FIELDS)), strict=True))
+    teams_file = home / "teams.yaml"
+    if not teams_file.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        teams_file.write_text(TEST_TEAMS)
     values: dict[str, object] = {
         "home": home,
+        "teams_file": teams_file,
         "host": "127.0.0.1",
         "ray_address": None,
         "mlflow_tracking_uri": None,
         "ray_auth_token": None,
         "ray_temp_dir": None,
+        "token": None,
+        "token_file": None,
+        "control_plane_url": None,
+        "database_url": None,
         **ports,
         **overrides,
     }

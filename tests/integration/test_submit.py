@@ -68,14 +68,14 @@ def test_invalid_spec_exits_2_and_creates_no_job(
     spec_text = (DIGITS / "train.yaml").read_text().replace("  epochs: 30", "  epocs: 30")
     spec = copy_experiment(DIGITS, tmp_path / "digits", spec_text)
     line = spec_text.splitlines().index("  epocs: 30") + 1
-    before = {j.job_id for j in Client(platform_settings).jobs()}
+    before = {j.id for j in Client(platform_settings).jobs()}
 
     result = run_cli(platform_settings, "submit", str(spec))
 
     assert result.returncode == 2
     assert f"{spec}:{line}: train.epocs: unknown field; did you mean 'epochs'?" in result.stderr
     assert "Traceback" not in result.stderr
-    assert {j.job_id for j in Client(platform_settings).jobs()} == before
+    assert {j.id for j in Client(platform_settings).jobs()} == before
 
 
 @pytest.mark.timeout(300)

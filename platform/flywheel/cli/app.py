@@ -32,7 +32,9 @@ app.command()(monitoring.monitor)
 app.command()(monitoring.readiness)
 
 SpecPath = Annotated[Path, typer.Argument(help="Experiment spec (YAML).", show_default=False)]
-JobId = Annotated[str, typer.Argument(help="Job id, as `flywheel submit` printed it.")]
+JobId = Annotated[
+    str, typer.Argument(help="Experiment id, as `flywheel submit` printed it.", show_default=False)
+]
 ModelName = Annotated[str, typer.Argument(help="Registered model name.", show_default=False)]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
@@ -92,7 +94,7 @@ def submit(
         bool, typer.Option(help="Continue this experiment's last search instead of a new one.")
     ] = False,
 ) -> None:
-    """Validate a spec, bundle its folder and submit it as a Ray job."""
+    """Validate a spec, bundle its folder and queue it on the control plane."""
     client = Client()
     job_id = client.submit(spec, resume=resume)
     render.submitted(job_id)
@@ -118,7 +120,7 @@ def resume(
 def jobs(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
-    """List jobs with their state and team."""
+    """List your team's experiments with their state."""
     listed = Client().jobs()
     if as_json:
         render.json_out([render.job_dict(j) for j in listed])
@@ -131,7 +133,7 @@ def logs(
     job_id: JobId,
     follow: Annotated[bool, typer.Option(help="Keep printing until the job ends.")] = False,
 ) -> None:
-    """Print a job's log."""
+    """Print an experiment's log (its current job's)."""
     client = Client()
     if not follow:
         render.text(client.logs(job_id), end="")
@@ -142,8 +144,50 @@ def logs(
 
 @app.command()
 def stop(job_id: JobId) -> None:
-    """Stop a running job."""
+    """Stop an experiment (a waiting one at once, a running one within a queue step)."""
     render.stopped(job_id, Client().stop(job_id))
+
+
+@app.command()
+def teams(as_json: JsonFlag = False) -> None:
+    """Usage against quota of your team (every team with the admin token)."""
+    usages = Client().teams()
+    if as_json:
+        render.json_out([u.model_dump(mode="json") for u in usages])
+    else:
+        render.teams_table(usages)
+
+
+@app.command()
+def queue(as_json: JsonFlag = False) -> None:
+    """The admission queue: waiting experiments in order, why each waits, and usage."""
+    view = Client().queue()
+    if as_json:
+        render.json_out(view.model_dump(mode="json"))
+    else:
+        render.queue_view(view)
+
+
+@app.command()
+def explain(experiment: JobId, as_json: JsonFlag = False) -> None:
+    """Why an experiment waits: which quota, who holds it, its position, an estimate."""
+    answer = Client().explain(experiment)
+    if as_json:
+        render.json_out(answer.model_dump(mode="json"))
+    else:
+        render.explanation(answer)
+
+
+token_app = typer.Typer(help="Team tokens (the admin token manages them).", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+@token_app.command("create")
+def token_create(
+    team: Annotated[str, typer.Argument(help="Team name from the teams file.", show_default=False)],
+) -> None:
+    """Create a token for TEAM and print it once (only its hash is stored)."""
+    render.token_created(Client().create_token(team))
 
 
 @app.command()

@@ -27,13 +27,14 @@ from rich.table import Table
 
 from flywheel.client import JobUpdate, SnapshotReport
 from flywheel.errors import SpecError
-from flywheel.jobs import JobInfo
 from flywheel.local import PlatformStatus, UpResult
 from flywheel.monitoring import MonitorReport
 from flywheel.progress import ProgressEvent
 from flywheel.readiness import ReadinessReport
 from flywheel.snapshots import SnapshotManifest
 from flywheel.specs.experiment import ExperimentSpec
+from flywheel.specs.teams import Resources
+from flywheel.wire import ExperimentView, Explanation, QueueView, TeamUsage, TokenCreated
 
 _TOP_FEATURES = 10
 
@@ -106,39 +107,84 @@ def platform_status(state: PlatformStatus) -> None:
             f"Ray dashboard: {data['ray_dashboard_url']}  (token in {data['ray_auth_token_path']})"
         )
         out.print(f"MLflow UI:     {data['mlflow_url']}")
+        out.print(
+            f"Control plane: {data['control_plane']}  (admin token in {data['admin_token_path']}; "
+            "`flywheel token create TEAM` makes team tokens)"
+        )
 
 
-def submitted(job_id: str) -> None:
-    out.print(f"submitted job [bold]{job_id}[/]")
+def submitted(experiment_id: str) -> None:
+    out.print(f"submitted job [bold]{experiment_id}[/]")
 
 
-def stopped(job_id: str, was_running: bool) -> None:
-    out.print(f"job {job_id} {'stopping' if was_running else 'was not running'}")
+def stopped(experiment_id: str, was_running: bool) -> None:
+    out.print(f"job {experiment_id} {'stopping' if was_running else 'was not running'}")
 
 
-def job_dict(job: JobInfo) -> dict[str, Any]:
-    return {
-        "job_id": job.job_id,
-        "state": job.state,
-        "team": job.team,
-        "experiment": job.experiment,
-        "spec_sha256": job.spec_sha256,
-        "bundle_url": job.bundle_url,
-        "message": job.message,
-        "start_time_ms": job.start_time_ms,
-        "end_time_ms": job.end_time_ms,
-    }
+def job_dict(job: ExperimentView) -> dict[str, Any]:
+    return job.model_dump(mode="json")
 
 
-def jobs_table(jobs: list[JobInfo]) -> None:
+def jobs_table(jobs: list[ExperimentView]) -> None:
     table = Table()
-    for column in ("job", "state", "team", "experiment", "started"):
+    for column in ("experiment", "state", "team", "name", "attempt", "submitted"):
         table.add_column(column)
     for job in jobs:
         table.add_row(
-            job.job_id, _state(job.state), job.team, job.experiment, _time(job.start_time_ms)
-        )
-    out.print(table if jobs else "no jobs")
+            job.id, _state(job.state), job.team, job.name, str(job.attempt),
+            _time(int(job.submitted_at_s * 1000)),
+        )  # fmt: skip
+    out.print(table if jobs else "no experiments")
+
+
+def teams_table(usages: list[TeamUsage]) -> None:
+    table = Table(title="usage against quota")
+    for column in ("team", "priority", "cpu", "gpu", "memory GiB", "admitted", "queued",
+                   "GPU-min lost"):  # fmt: skip
+        table.add_column(column)
+    for u in usages:
+        table.add_row(
+            u.name, str(u.priority), _used(u.usage.cpu, u.quota.cpu, u.borrowing_limit.cpu),
+            _used(u.usage.gpu, u.quota.gpu, u.borrowing_limit.gpu),
+            _used(u.usage.memory_gib, u.quota.memory_gib, u.borrowing_limit.memory_gib),
+            f"{u.admitted}/{u.max_concurrent_experiments}", str(u.queued),
+            f"{u.gpu_minutes_lost:.1f}",
+        )  # fmt: skip
+    out.print(table)
+
+
+def queue_view(view: QueueView) -> None:
+    out.print(f"cluster capacity: {_resources(view.capacity)}")
+    table = Table(title="waiting, in admission order")
+    for column in ("experiment", "team", "state", "priority", "position", "why"):
+        table.add_column(column)
+    for e in view.waiting:
+        table.add_row(e.experiment, e.team, _state(e.state), str(e.priority), str(e.position),
+                      escape(e.reason))  # fmt: skip
+    out.print(table if view.waiting else "nothing waits")
+    teams_table(view.teams)
+
+
+def explanation(e: Explanation) -> None:
+    if not e.waiting:
+        out.print(escape(e.reason))
+        return
+    out.print(f"[bold]{e.experiment}[/] waits ({e.state}), position {e.position} in its team's "
+              "queue")  # fmt: skip
+    out.print(f"why: {escape(e.reason)}")
+    if e.blocking_resource:
+        out.print(f"blocking resource: {e.blocking_resource}")
+    if e.holders:
+        out.print(f"held by: {', '.join(e.holders)}")
+    if e.estimate_s is not None:
+        out.print(f"estimate: admitted in about {e.estimate_s:.0f} s ({escape(e.estimate_reason)})")
+    elif e.estimate_reason:
+        out.print(f"estimate: {escape(e.estimate_reason)}")
+
+
+def token_created(created: TokenCreated) -> None:
+    err.print(f"token for team [bold]{created.team}[/] (shown once; only its hash is kept):")
+    text(created.token)
 
 
 class FollowView:
@@ -148,7 +194,7 @@ class FollowView:
         self.job_id = job_id
         self.succeeded = False
         self._failure = ""
-        self._job: JobInfo | None = None
+        self._job: ExperimentView | None = None
         self._progress = Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
@@ -169,8 +215,8 @@ class FollowView:
         self._job = update.job
         for event in update.events:
             self._show(event)
-        if update.job.state == "PENDING":
-            self._set(description="pending")
+        if update.job.state in ("QUEUED", "PREEMPTED", "ADMITTED"):
+            self._set(description=update.job.state.lower())
 
     def __exit__(
         self, kind: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
@@ -181,10 +227,10 @@ class FollowView:
             return
         self.succeeded = job.state == "SUCCEEDED"
         if self.succeeded:
-            out.print(f"[bold green]job {job.job_id} succeeded[/]")
+            out.print(f"[bold green]job {job.id} succeeded[/]")
         else:
             reason = self._failure or job.message or "no reason given"
-            err.print(f"[bold red]job {job.job_id} {job.state.lower()}:[/] {escape(reason)}")
+            err.print(f"[bold red]job {job.id} {job.state.lower()}:[/] {escape(reason)}")
 
     def _show(self, event: ProgressEvent) -> None:
         if event.stage == "failed":
@@ -353,6 +399,14 @@ def _size(size_bytes: int) -> str:
             return f"{size:.0f} B" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} GiB"
+
+
+def _used(used: float, quota: float, borrow: float) -> str:
+    return f"{used:g}/{quota:g}" + (f" (+{borrow:g})" if borrow else "")
+
+
+def _resources(r: Resources) -> str:
+    return f"cpu {r.cpu:g}, gpu {r.gpu}, memory {r.memory_gib:g} GiB"
 
 
 def _ratio(value: float | None) -> str:

@@ -17,14 +17,17 @@ REPO = Path(__file__).resolve().parents[3]
 FLYWHEEL = str(Path(sys.executable).parent / "flywheel")
 
 
-def _run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _run(home: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLYWHEEL_")}
     env |= {
         "FLYWHEEL_HOME": str(home),
         "FLYWHEEL_RAY_DASHBOARD_PORT": "9",  # discard port: nothing listens there
         "FLYWHEEL_MLFLOW_PORT": "9",
+        "FLYWHEEL_CONTROL_PLANE_PORT": "9",
     }
-    return subprocess.run([FLYWHEEL, *args], env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [FLYWHEEL, *args], env=env, capture_output=True, text=True, timeout=120, cwd=cwd
+    )
 
 
 @pytest.fixture
@@ -71,15 +74,23 @@ def test_status_json_of_a_stopped_platform(tmp_path: Path) -> None:
     assert state["running"] is False
     assert state["ray_dashboard_url"] == "http://127.0.0.1:9"
     assert state["mlflow_url"] == "http://127.0.0.1:9"
-    assert {c["name"]: c["healthy"] for c in state["components"]} == {"ray": False, "mlflow": False}
+    assert state["control_plane"] == "http://127.0.0.1:9"
+    healthy = {c["name"]: c["healthy"] for c in state["components"]}
+    assert healthy == {"ray": False, "mlflow": False, "control_plane": False}
 
 
 def test_jobs_without_a_platform_is_one_clear_error(tmp_path: Path) -> None:
     result = _run(tmp_path, "jobs")
     assert result.returncode == 1
-    assert "cannot reach the Ray Jobs API at http://127.0.0.1:9" in result.stderr
+    assert "cannot reach the control plane at http://127.0.0.1:9" in result.stderr
     assert "flywheel up" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_token_create_without_a_platform_is_one_clear_error(tmp_path: Path) -> None:
+    result = _run(tmp_path, "token", "create", "vision")
+    assert result.returncode == 1
+    assert "cannot reach the control plane" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_bad_arguments_exit_2(tmp_path: Path) -> None:
@@ -110,3 +121,11 @@ def test_predict_rejects_a_request_that_is_not_json(tmp_path: Path) -> None:
     request.write_text("{not json")
     result = _run(tmp_path, "predict", "m", "--json", str(request))
     assert result.returncode == 2 and "not valid JSON" in result.stderr
+
+
+def test_up_without_a_teams_file_starts_nothing(tmp_path: Path) -> None:
+    result = _run(tmp_path, "up", cwd=tmp_path)  # no cluster/teams.yaml there
+    assert result.returncode == 1
+    assert "teams file cluster/teams.yaml not found" in result.stderr
+    assert "FLYWHEEL_TEAMS_FILE" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())

@@ -1,72 +1,36 @@
-"""Job backends. :class:`RayJobsBackend` talks to the Ray Jobs API; ``ray.job_submission`` is
-imported here and nowhere else.
+"""The local Ray Jobs adapter of :class:`~flywheel.backends.base.ExperimentBackend`.
+
+``ray.job_submission`` is imported here and nowhere else.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+import os
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Literal, Protocol, TypeVar
+from typing import TypeVar
 
+import psutil
 import requests
 from ray.job_submission import JobDetails, JobSubmissionClient
 
+from flywheel.backends.base import BUNDLE_EXCLUDES, JobInfo
 from flywheel.errors import JobError, JobNotFoundError, PlatformError
 from flywheel.plans import META_BUNDLE, META_EXPERIMENT, META_SPEC_SHA256, META_TEAM, JobPlan
+from flywheel.specs.teams import Resources
 
 T = TypeVar("T")
 
-JobState = Literal["PENDING", "RUNNING", "STOPPED", "SUCCEEDED", "FAILED"]
-TERMINAL_STATES: frozenset[str] = frozenset({"STOPPED", "SUCCEEDED", "FAILED"})
-
 _CHATTY_LOGGERS = ("ray.dashboard.modules.dashboard_sdk", "ray._private.runtime_env.packaging")
-
-#: Files never uploaded with an experiment folder.
-BUNDLE_EXCLUDES = [".git", "__pycache__", "*.pyc", ".venv", "mlruns", ".ipynb_checkpoints"]
-
-
-@dataclass(frozen=True)
-class JobInfo:
-    """What flywheel shows about a job."""
-
-    job_id: str
-    state: JobState
-    team: str
-    experiment: str
-    spec_sha256: str
-    bundle_url: str
-    message: str
-    start_time_ms: int | None
-    end_time_ms: int | None
-
-    @property
-    def finished(self) -> bool:
-        return self.state in TERMINAL_STATES
-
-
-class JobBackend(Protocol):
-    """Where experiments run."""
-
-    def submit(self, plan: JobPlan, bundle_dir: Path) -> str: ...
-
-    def submit_command(self, entrypoint: str, metadata: dict[str, str]) -> str: ...
-
-    def list(self) -> list[JobInfo]: ...
-
-    def get(self, job_id: str) -> JobInfo: ...
-
-    def logs(self, job_id: str) -> str: ...
-
-    def stop(self, job_id: str) -> bool: ...
 
 
 class RayJobsBackend:
     """The Ray Jobs API of one Ray cluster (the embedded one or any other)."""
 
-    def __init__(self, address: str, token: str | None) -> None:
+    def __init__(self, address: str, token: str | None, num_cpus: int | None = None) -> None:
         self._address = address
+        self._num_cpus = num_cpus
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._client: JobSubmissionClient | None = None
 
@@ -110,9 +74,27 @@ class RayJobsBackend:
     def logs(self, job_id: str) -> str:
         return str(self._call(lambda c: c.get_job_logs(job_id), job_id))
 
+    async def tail(self, job_id: str) -> AsyncIterator[str]:
+        """The job's log as Ray's tailing produces it, chunk by chunk, until the job ends."""
+        client = self._jobs()
+        try:
+            async for chunk in client.tail_job_logs(job_id):
+                yield chunk
+        except RuntimeError as e:
+            if "does not exist" in str(e):
+                raise JobNotFoundError(job_id) from e
+            raise JobError(str(e)) from e
+
     def stop(self, job_id: str) -> bool:
-        """Ask the job to stop; True if it was running."""
+        """Ask the job to stop (Ray SIGTERMs its driver); True if it was running."""
         return bool(self._call(lambda c: c.stop_job(job_id), job_id))
+
+    def capacity(self) -> Resources:
+        """What the embedded head offers: its CPUs (``ray_num_cpus`` or all), this machine's
+        memory, no GPUs unless Ray sees them (not on the local platform)."""
+        cpus = self._num_cpus or os.cpu_count() or 1
+        memory_gib = psutil.virtual_memory().total / 2**30
+        return Resources(cpu=float(cpus), gpu=0, memory_gib=round(memory_gib, 1))
 
     def _jobs(self) -> JobSubmissionClient:
         if self._client is None:

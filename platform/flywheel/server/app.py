@@ -1,0 +1,165 @@
+"""The control plane's FastAPI app: built by :func:`create_app` from settings and a backend.
+
+At start it migrates the database, syncs the teams file into it, registers the admin token's
+hash and starts the queue driver; at stop it stops the driver.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from flywheel.backends.base import ExperimentBackend
+from flywheel.errors import (
+    AuthenticationError,
+    BundleError,
+    BundleTooLargeError,
+    FlywheelError,
+    JobError,
+    JobNotFoundError,
+    PermissionDeniedError,
+    PlatformError,
+    SpecError,
+    TeamNotFoundError,
+)
+from flywheel.server.auth import TOKEN_PREFIX, register_token
+from flywheel.server.db import open_database
+from flywheel.server.models import Team
+from flywheel.server.queue import QueueDriver, RunCloser
+from flywheel.server.routes import router
+from flywheel.settings import Settings
+from flywheel.specs.teams import TeamsSpec
+from flywheel.wire import ErrorBody, ProblemView
+
+API_PREFIX = "/api/v1"
+
+
+@dataclass(frozen=True)
+class ServerContext:
+    """What every route needs: settings, teams, database sessions, the backend."""
+
+    settings: Settings
+    teams: TeamsSpec
+    sessions: sessionmaker[Session]
+    backend: ExperimentBackend
+
+
+def create_app(
+    settings: Settings, teams: TeamsSpec, backend: ExperimentBackend, run_queue: bool = True,
+    end_runs: RunCloser | None = None,
+) -> FastAPI:  # fmt: skip
+    """The control plane app, its database migrated and its teams synced. The queue driver runs
+    while the app's lifespan does; ``run_queue=False`` leaves it to the caller (tests call its
+    ``step`` themselves)."""
+
+    context = start_context(settings, teams, backend)
+    driver = QueueDriver(context.sessions, teams, backend, settings.queue_interval_s, end_runs)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if run_queue:
+            driver.start()
+        try:
+            yield
+        finally:
+            driver.close()
+
+    app = FastAPI(
+        title="flywheel control plane",
+        version="1",
+        description="Teams, tokens, experiments and the admission queue of one flywheel cluster.",
+        lifespan=lifespan,
+    )
+    app.state.context = context
+    app.state.driver = driver
+    app.include_router(router, prefix=API_PREFIX)
+    app.add_api_route("/healthz", _healthz, include_in_schema=False)
+    _add_error_handlers(app)
+    return app
+
+
+def _healthz() -> dict[str, str]:
+    """Liveness for `flywheel up` and `status` (no token: it says nothing about anyone)."""
+    return {"status": "ok"}
+
+
+def start_context(
+    settings: Settings, teams: TeamsSpec, backend: ExperimentBackend
+) -> ServerContext:
+    """Open and migrate the database, sync teams, register the admin token."""
+    sessions = open_database(settings.resolved_database_url)
+    with sessions.begin() as session:
+        sync_teams(session, teams)
+        register_token(session, ensure_admin_token(settings.admin_token_path), admin=True)
+    return ServerContext(settings, teams, sessions, backend)
+
+
+def sync_teams(session: Session, teams: TeamsSpec) -> None:
+    """Make the teams table match the teams file (teams no longer in it become inactive)."""
+    stored = {t.name: t for t in session.scalars(select(Team))}
+    for spec in teams.teams:
+        priority = teams.priority_value(spec.priority)
+        row = stored.pop(spec.name, None)
+        if row is None:
+            session.add(Team(name=spec.name, priority=priority, active=True))
+        else:
+            row.priority, row.active = priority, True
+    for row in stored.values():
+        row.active = False
+
+
+def ensure_admin_token(path: Path) -> str:
+    """The admin token from its 0600 file, created (folder 0700) when missing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.chmod(0o700)
+    if path.is_file() and (token := path.read_text().strip()):
+        path.chmod(0o600)
+        return token
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    partial = path.with_suffix(f".{os.getpid()}.{time.monotonic_ns()}")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+    os.replace(partial, path)  # atomic: a reader sees no token or the whole token
+    return token
+
+
+#: Error kinds and the HTTP status each answers with (the first match wins).
+_STATUS: tuple[tuple[type[FlywheelError], int], ...] = (
+    (AuthenticationError, 401),
+    (PermissionDeniedError, 403),
+    (JobNotFoundError, 404),
+    (TeamNotFoundError, 404),
+    (BundleTooLargeError, 413),
+    (BundleError, 400),
+    (SpecError, 400),
+    (JobError, 409),
+    (PlatformError, 503),
+    (FlywheelError, 400),
+)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    async def flywheel_error(request: Request, error: Exception) -> JSONResponse:
+        status = next(code for kind, code in _STATUS if isinstance(error, kind))
+        problems = error.problems if isinstance(error, SpecError) else []
+        body = ErrorBody(
+            error=str(error),
+            kind=type(error).__name__,
+            problems=[ProblemView(file=p.file, line=p.line, path=p.path, message=p.message)
+                      for p in problems],
+        ).model_dump()  # fmt: skip
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    app.add_exception_handler(FlywheelError, flywheel_error)

@@ -1,0 +1,114 @@
+"""Read-only views of the queue: usage against quota, waiting experiments, explanations.
+
+They call the same pure :func:`flywheel.admission.decide` as the queue driver, so what
+``flywheel explain`` says is what the driver will do.
+"""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from flywheel.admission import Decision, decide, usage_by_team
+from flywheel.admission_estimate import estimate_admissions
+from flywheel.server.auth import Caller
+from flywheel.server.models import HOLDING_STATES, WAITING_STATES, Experiment
+from flywheel.server.queue import workloads
+from flywheel.specs.teams import Resources, TeamsSpec
+from flywheel.wire import Explanation, QueueEntry, QueueView, TeamUsage
+
+
+def team_usages(session: Session, teams: TeamsSpec, caller: Caller) -> list[TeamUsage]:
+    """Usage against quota of the caller's team (every team for the admin)."""
+    current = workloads(session, teams)
+    usage = usage_by_team(teams, current)
+    lost = _gpu_minutes_lost_by_team(session)
+    rows = []
+    for team in teams.teams:
+        if not caller.admin and team.name != caller.team:
+            continue
+        mine = [w for w in current if w.team == team.name]
+        rows.append(
+            TeamUsage(
+                name=team.name, priority=teams.priority_value(team.priority), quota=team.quota,
+                borrowing_limit=team.borrowing_limit, usage=usage.get(team.name, Resources()),
+                admitted=sum(w.state == "admitted" for w in mine),
+                queued=sum(w.state == "queued" for w in mine),
+                max_concurrent_experiments=team.max_concurrent_experiments,
+                gpu_minutes_lost=lost.get(team.name, 0.0),
+            )
+        )  # fmt: skip
+    return rows
+
+
+def queue_view(
+    session: Session, teams: TeamsSpec, capacity: Resources, caller: Caller
+) -> QueueView:
+    """Waiting experiments in admission order, with why each waits."""
+    decision = decide(teams, capacity, workloads(session, teams))
+    rows = _waiting_rows(session)
+    entries = [
+        _entry(rows[wait.workload], wait.position, wait.reason, wait.blocking_resource,
+               wait.holders)
+        for wait in decision.waiting
+        if wait.workload in rows and (caller.admin or rows[wait.workload].team == caller.team)
+    ]  # fmt: skip
+    return QueueView(capacity=capacity, waiting=entries, teams=team_usages(session, teams, caller))
+
+
+def explain(
+    session: Session, teams: TeamsSpec, capacity: Resources, experiment: Experiment
+) -> Explanation:
+    """Why ``experiment`` waits: the quota, its holders, its position, a rough estimate."""
+    if experiment.state not in WAITING_STATES:
+        return Explanation(
+            experiment=experiment.id, state=experiment.state, waiting=False, position=None,
+            reason=f"{experiment.id} is {experiment.state}, not waiting",
+            blocking_resource=None, holders=[], estimate_s=None,
+        )  # fmt: skip
+    current = workloads(session, teams)
+    decision = decide(teams, capacity, current)
+    wait = next((w for w in decision.waiting if w.workload == experiment.id), None)
+    if wait is None:
+        return _about_to_start(experiment, decision)
+    now_s = time.time()
+    estimate = estimate_admissions(teams, capacity, current, now_s).get(experiment.id)
+    when_s = estimate.admitted_at_s if estimate is not None else None
+    return Explanation(
+        experiment=experiment.id, state=experiment.state, waiting=True, position=wait.position,
+        reason=wait.reason, blocking_resource=wait.blocking_resource, holders=list(wait.holders),
+        estimate_s=None if when_s is None else round(max(0.0, when_s - now_s), 1),
+        estimate_reason=estimate.reason if estimate is not None else "",
+    )  # fmt: skip
+
+
+def _about_to_start(experiment: Experiment, decision: Decision) -> Explanation:
+    admitted = experiment.id in decision.admit
+    reason = "admitted at the next queue step" if admitted else "waits for the queue driver"
+    return Explanation(
+        experiment=experiment.id, state=experiment.state, waiting=True, position=1,
+        reason=reason, blocking_resource=None, holders=[], estimate_s=None,
+    )  # fmt: skip
+
+
+def _waiting_rows(session: Session) -> dict[str, Experiment]:
+    query = select(Experiment).where(Experiment.state.in_(WAITING_STATES | HOLDING_STATES))
+    return {e.id: e for e in session.scalars(query)}
+
+
+def _entry(
+    row: Experiment, position: int, reason: str, blocking: str | None, holders: tuple[str, ...]
+) -> QueueEntry:
+    return QueueEntry(
+        experiment=row.id, team=row.team, name=row.name, state=row.state, priority=row.priority,
+        position=position, reason=reason, blocking_resource=blocking, holders=list(holders),
+    )  # fmt: skip
+
+
+def _gpu_minutes_lost_by_team(session: Session) -> dict[str, float]:
+    lost: dict[str, float] = {}
+    for team, minutes in session.execute(select(Experiment.team, Experiment.gpu_minutes_lost)):
+        lost[team] = lost.get(team, 0.0) + minutes
+    return lost

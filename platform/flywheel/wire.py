@@ -1,0 +1,137 @@
+"""Bodies of the control plane API (``/api/v1``), shared by the server and the client.
+
+Pure pydantic. The server builds them; the client parses them leniently (unknown fields are
+ignored), so that a newer server does not break an older client.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from flywheel.specs.teams import Resources
+
+
+class WireModel(BaseModel):
+    """Lenient on reading: fields a newer server adds are ignored."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class ProblemView(WireModel):
+    """One problem of a refused spec."""
+
+    file: str = Field(description="File, relative to the uploaded folder.")
+    line: int | None = Field(description="Line in the file, when known.")
+    path: str = Field(description="Dotted field path.")
+    message: str = Field(description="What is wrong and what to do.")
+
+
+class ErrorBody(WireModel):
+    """Every error answer: one line a user can act on."""
+
+    error: str = Field(description="What went wrong and what to do.")
+    kind: str = Field(default="FlywheelError", description="Name of the flywheel error class.")
+    problems: list[ProblemView] = Field(
+        default_factory=list, description="Every problem of a refused spec."
+    )
+
+
+class TransitionView(WireModel):
+    """One state change of an experiment."""
+
+    from_state: str | None = Field(description="State before (none for the submission).")
+    to_state: str = Field(description="State after.")
+    reason: str = Field(description="Why it changed.")
+    at_s: float = Field(description="When, in epoch seconds.")
+
+
+class ExperimentView(WireModel):
+    """An experiment as the control plane keeps it."""
+
+    id: str = Field(description="Experiment id (also its first Ray job's submission id).")
+    team: str = Field(description="Team of the token that submitted it.")
+    name: str = Field(description="Name from its spec.")
+    state: str = Field(description="QUEUED, ADMITTED, RUNNING, PREEMPTING, PREEMPTED, ...")
+    priority: int = Field(description="Priority value; higher is admitted first.")
+    submitted_at_s: float = Field(description="Submission time, epoch seconds.")
+    demand: Resources = Field(description="Peak demand of its plan.")
+    attempt: int = Field(description="Ray jobs started so far (resumes after preemption add one).")
+    ray_job_id: str | None = Field(description="Submission id of its current Ray job.")
+    gpu_minutes_lost: float = Field(description="GPU-minutes of work lost to preemption.")
+    message: str = Field(description="Last message from the cluster, if any.")
+    transitions: list[TransitionView] = Field(
+        default_factory=list, description="State history, oldest first."
+    )
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("SUCCEEDED", "FAILED", "STOPPED")
+
+
+class TeamUsage(WireModel):
+    """A team's usage against its quota."""
+
+    name: str = Field(description="Team name.")
+    priority: int = Field(description="Priority value of its experiments.")
+    quota: Resources = Field(description="Nominal quota.")
+    borrowing_limit: Resources = Field(description="Most it may borrow beyond its quota.")
+    usage: Resources = Field(description="What its admitted experiments hold now.")
+    admitted: int = Field(description="Experiments holding resources.")
+    queued: int = Field(description="Experiments waiting for admission.")
+    max_concurrent_experiments: int = Field(description="Cap on admitted experiments.")
+    gpu_minutes_lost: float = Field(description="GPU-minutes lost to preemption, all time.")
+
+
+class QueueEntry(WireModel):
+    """One waiting experiment and why it waits."""
+
+    experiment: str = Field(description="Experiment id.")
+    team: str = Field(description="Its team.")
+    name: str = Field(description="Its name.")
+    state: str = Field(description="QUEUED or PREEMPTED.")
+    priority: int = Field(description="Priority value.")
+    position: int = Field(description="1-based position in its team's queue.")
+    reason: str = Field(description="Which quota, who holds it, what would admit it.")
+    blocking_resource: str | None = Field(description="cpu, gpu, memory_gib, or none.")
+    holders: list[str] = Field(description="Experiments holding the contended quota.")
+
+
+class QueueView(WireModel):
+    """The admission queue and every team's usage."""
+
+    capacity: Resources = Field(description="What the cluster offers.")
+    waiting: list[QueueEntry] = Field(description="Waiting experiments, in admission order.")
+    teams: list[TeamUsage] = Field(description="Usage against quota per team.")
+
+
+class Explanation(WireModel):
+    """Why one experiment waits (or that it does not)."""
+
+    experiment: str = Field(description="Experiment id.")
+    state: str = Field(description="Its state.")
+    waiting: bool = Field(description="Whether it waits for admission.")
+    position: int | None = Field(description="1-based position in its team's queue.")
+    reason: str = Field(description="Why it waits, or what it does.")
+    blocking_resource: str | None = Field(description="cpu, gpu, memory_gib, or none.")
+    holders: list[str] = Field(description="Experiments holding the contended quota.")
+    estimate_s: float | None = Field(
+        description="Seconds until admission expected from the holders' expected durations; "
+        "none when that cannot be told."
+    )
+    estimate_reason: str = Field(
+        default="", description="What the estimate rests on, or why there is none."
+    )
+
+
+class TokenCreated(WireModel):
+    """A new token: shown once, only its hash is kept."""
+
+    team: str = Field(description="Team the token acts for.")
+    token: str = Field(description="The token; store it now, it cannot be shown again.")
+
+
+class WhoAmI(WireModel):
+    """Who the token belongs to."""
+
+    team: str | None = Field(description="Team of the token; none for the admin.")
+    admin: bool = Field(description="Whether the token is the admin's.")
