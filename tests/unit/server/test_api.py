@@ -27,7 +27,7 @@ def _post_bundle(
 
 
 def _nothing_stored(control: ControlPlane) -> bool:
-    bundles = control.settings.storage_root / "bundles"
+    bundles = Path(control.settings.storage_root) / "bundles"
     listed = control.http.get("/api/v1/experiments", headers=control.admin).json()
     return listed == [] and not (bundles.exists() and any(bundles.iterdir()))
 
@@ -86,7 +86,7 @@ def test_a_submission_is_queued_for_the_tokens_team(control: ControlPlane, tmp_p
     body = submit(control, experiment_folder(tmp_path), control.vision)
     assert body["state"] == "QUEUED" and body["team"] == "vision"
     assert [t["to_state"] for t in body["transitions"]] == ["QUEUED"]  # type: ignore[index, union-attr]
-    kept = control.settings.storage_root / "bundles" / str(body["id"])
+    kept = Path(control.settings.storage_root) / "bundles" / str(body["id"])
     assert (kept / "task.py").is_file() and (kept / ".flywheel" / "plan.json").is_file()
 
 
