@@ -11,7 +11,8 @@ happened and what to do next. Anything else escaping flywheel is a bug.
     │   └── JobNotFoundError
     ├── CheckFailedError     a sanity check (baseline, overfit one batch) failed inside a job
     └── ServeError           a model cannot be deployed, rolled out, found or queried
-        └── ServeInputError  the request itself is wrong (unknown model or version, bad JSON)
+        ├── ServeInputError  the request itself is wrong (unknown model or version, bad JSON)
+        └── ServeConflictError  another serving operation changed the document first
 """
 
 from __future__ import annotations
@@ -84,3 +85,7 @@ class ServeError(FlywheelError):
 
 class ServeInputError(ServeError):
     """A serving request is wrong as given (unknown model or version, bad JSON); nothing changed."""
+
+
+class ServeConflictError(ServeError):
+    """Another serving operation changed the serving document first; this one changed nothing."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -24,7 +25,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from flywheel.client import JobUpdate
+from flywheel.client import JobUpdate, ServedVersion, ServeResult
 from flywheel.errors import SpecError
 from flywheel.jobs import JobInfo
 from flywheel.local import PlatformStatus, UpResult
@@ -203,43 +204,53 @@ class FollowView:
             self._progress.update(self._task, **fields)
 
 
-def serve_result(what: str, result: dict[str, Any]) -> None:
-    """What a serving action left: champion, challenger and its share."""
-    if "job_id" in result:
-        job = result["job_id"]
-        out.print(f"{what} runs as job [bold]{job}[/]; follow it: flywheel logs {job} --follow")
-        return
-    line = f"[green]{what}[/] {result['model']}"
-    if result.get("champion"):
-        line += f": champion v{result['champion']}"
-    if result.get("challenger"):
-        share = f"{result['challenger_percent']:g}%" if result["mode"] != "shadow" else "shadow"
-        line += f", challenger v{result['challenger']} ({result['mode']}, {share})"
-    if result.get("decision"):
-        line += f"; decision {result['decision']}: {escape(str(result['reason']))}"
-    out.print(line)
+def serve_result(what: str, result: ServeResult) -> None:
+    """What a serving action left: champion, challenger and its share, and how long it took."""
+    line = f"[green]{what}[/] {result.model}"
+    if result.champion:
+        line += f": champion v{result.champion}"
+    if result.challenger:
+        share = f"{result.challenger_percent:g}%" if result.mode != "shadow" else "shadow"
+        line += f", challenger v{result.challenger} ({result.mode}, {share})"
+    if result.decision:
+        line += f"; decision {result.decision}: {escape(str(result.reason))}"
+    out.print(f"{line} [dim]({result.elapsed_s:.1f} s, generation {result.generation})[/]")
 
 
-def models_table(versions: list[dict[str, Any]]) -> None:
-    """One row per served version; a challenger's role is its rollout mode."""
+def models_table(versions: list[ServedVersion]) -> None:
+    """One row per served version, readable in 80 columns: short headers, a legend below."""
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    columns = ("model", "version", "role", "traffic", "replicas", "req/s", "answered", "errors",
-               "shadow agrees", "accuracy (labels)")  # fmt: skip
+    columns = ("model", "ver", "role", "share", "repl", "req/s", "done", "err", "agree", "acc (n)")
     for column in columns:
-        table.add_column(column, no_wrap=column in ("model", "role"))
+        table.add_column(column, no_wrap=True, overflow="fold" if column == "model" else "ellipsis")
     for v in versions:
-        role = v.get("mode") or v["role"]
+        s = v.stats
         table.add_row(
-            v["model"], str(v["version"]), role, f"{v['traffic_percent']:g}%", str(v["replicas"]),
-            f"{v['request_rate_per_s']:.2f}", str(v["requests"]), str(v["errors"]),
-            _ratio(v.get("shadow_agreement")),
-            f"{_ratio(v.get('online_accuracy'))} ({v['feedback']})",
+            v.model, v.version, v.role, f"{v.traffic_percent:g}%", str(v.replicas),
+            f"{s.request_rate_per_s:.1f}", str(s.requests), str(s.errors),
+            _ratio(s.shadow_agreement), f"{_ratio(s.online_accuracy)} ({s.feedback})",
         )  # fmt: skip
-    out.print(table if versions else "no models served")
+    if not versions:
+        out.print("no models served")
+        return
+    out.print(table)
+    out.print(
+        "[dim]share: traffic answered; repl: replicas; done: answered; agree: shadow agrees "
+        "with the answer; acc (n): online accuracy over n labels[/]"
+    )
+
+
+def served_version_dict(version: ServedVersion) -> dict[str, Any]:
+    """A served version as JSON for `flywheel models --json`."""
+    return {**asdict(version), "stats": version.stats.model_dump(mode="json")}
+
+
+def serve_result_dict(result: ServeResult) -> dict[str, Any]:
+    return {**asdict(result), "versions": list(result.versions)}
 
 
 def _ratio(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
+    return "-" if value is None else f"{value:.2f}"
 
 
 def _metrics(metrics: dict[str, float]) -> str:
