@@ -394,6 +394,41 @@ def test_shadow_answers_are_recorded_after_the_answer_and_never_returned(
     served.rollback(MODEL)
 
 
+def test_progressive_rollout_walks_its_steps_on_live_traffic_and_promotes(
+    served: Client, platform_settings: Settings
+) -> None:
+    """Steps 50% then 100%, 2 s each, judged on 10 requests; a load thread supplies them."""
+    spec = CHEAP.model_copy(
+        update={
+            "rollout": CHEAP.rollout.model_validate(
+                {"mode": "progressive", "steps": [50, 100], "step_duration_s": 2,
+                 "slo": {"min_requests": 10, "max_p95_latency_ms": 5000}}
+            )
+        }
+    )  # fmt: skip
+    version = new_version(platform_settings, seed=7, spec=spec)
+    store = FileDocumentStore(platform_settings.storage_root / "serving")
+    rules = store.read().models[MODEL].serve.model_copy(update={"rollout": spec.rollout})
+    served.serving().deploy(MODEL, version="1", spec=rules)  # the model's rules: its deploy's
+    with Load(platform_settings, threads=1) as load:
+        started = served.rollout(MODEL, version, "progressive", wait=False)
+        assert started.challenger_percent == 50.0
+        assert store.read().models[MODEL].challenger.progressive.step == 0  # type: ignore[union-attr]
+        result = served.drive_rollout(MODEL)  # a controller started afresh: the stored step
+    assert load.failures == []
+    assert result.decision == "promote", result
+    assert aliases(platform_settings) == {"champion": version}
+    client = MlflowClient(platform_settings.tracking_uri)
+    experiment = client.get_experiment_by_name(ROLLOUT_EXPERIMENT)
+    steps = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"attributes.run_name = '{MODEL}-v{version}-progressive'",
+    )
+    shares = sorted(float(r.data.params["traffic_percent"]) for r in steps)
+    assert shares == [50.0, 100.0]
+    served.deploy(MODEL, version="1")
+
+
 def test_cli_serves_and_rejects_bad_input_with_exit_2(
     served: Client, platform_settings: Settings, tmp_path: Path
 ) -> None:

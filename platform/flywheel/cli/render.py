@@ -218,26 +218,32 @@ def serve_result(what: str, result: ServeResult) -> None:
 
 
 def models_table(versions: list[ServedVersion]) -> None:
-    """One row per served version, readable in 80 columns: short headers, a legend below."""
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    columns = ("model", "ver", "role", "share", "repl", "req/s", "done", "err", "agree", "acc (n)")
-    for column in columns:
-        table.add_column(column, no_wrap=True, overflow="fold" if column == "model" else "ellipsis")
-    for v in versions:
-        s = v.stats
-        table.add_row(
-            v.model, v.version, v.role, f"{v.traffic_percent:g}%", str(v.replicas),
-            f"{s.request_rate_per_s:.1f}", str(s.requests), str(s.errors),
-            _ratio(s.shadow_agreement), f"{_ratio(s.online_accuracy)} ({s.feedback})",
-        )  # fmt: skip
+    """One table per served model, one row per version: fits 80 columns, no header is cut."""
     if not versions:
         out.print("no models served")
         return
-    out.print(table)
-    out.print(
-        "[dim]share: traffic answered; repl: replicas; done: answered; agree: shadow agrees "
-        "with the answer; acc (n): online accuracy over n labels[/]"
-    )
+    for model in sorted({v.model for v in versions}):
+        out.print(_model_table(model, [v for v in versions if v.model == model]))
+    out.print("[dim]share: traffic answered; repl: replicas; done: answered; err: failed;[/]")
+    out.print("[dim]agree: shadow agrees with the answer; acc (n): accuracy over n labels[/]")
+
+
+def _model_table(model: str, versions: list[ServedVersion]) -> Table:
+    table = Table(
+        title=escape(model), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+        collapse_padding=True,
+    )  # fmt: skip
+    columns = ("ver", "role", "share", "repl", "req/s", "done", "err", "agree", "acc (n)")
+    for column in columns:
+        table.add_column(column, no_wrap=True, min_width=len(column))
+    for v in versions:
+        s = v.stats
+        table.add_row(
+            v.version, v.role, f"{v.traffic_percent:g}%", str(v.replicas),
+            f"{s.request_rate_per_s:.1f}", str(s.requests), str(s.errors),
+            _ratio(s.shadow_agreement), f"{_ratio(s.online_accuracy)} ({s.feedback})",
+        )  # fmt: skip
+    return table
 
 
 def served_version_dict(version: ServedVersion) -> dict[str, Any]:

@@ -150,7 +150,7 @@ class RolloutSpec(StrictModel):
 
 
 class ServeSpec(StrictModel):
-    """Serve the registered model at the end of the experiment, behind the OIP v2 gateway.
+    """Serve the registered model at the end of the experiment over OIP v2 (a Serve app per model).
 
     The first version of a model becomes its champion; later ones start as a challenger in the
     rollout mode below.

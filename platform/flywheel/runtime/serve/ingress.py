@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse
 from ray import serve
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from flywheel import storage
 from flywheel.rollout import ModelRoute, RouteChoice, choose_version, sticky_draw
@@ -50,7 +51,24 @@ _REPORT_INTERVAL_S = 0.5
 _LOCAL_REQUESTS = 10_000
 _log = logging.getLogger("ray.serve")
 
-api = FastAPI(title="flywheel model ingress (Open Inference Protocol v2)")
+api = FastAPI(title="flywheel model ingress (Open Inference Protocol v2)", redirect_slashes=False)
+
+
+class _BarePrefix:
+    """``GET /v2/models/<name>`` is the application's own prefix without a slash: route it to
+    ``/`` (Starlette would answer with a redirect, which OIP clients do not follow)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        root = scope.get("root_path", "")
+        if scope["type"] == "http" and root and scope["path"] == root:
+            scope = {**scope, "path": root + "/", "raw_path": (root + "/").encode()}
+        await self._app(scope, receive, send)
+
+
+api.add_middleware(_BarePrefix)
 
 
 @api.exception_handler(HTTPException)
