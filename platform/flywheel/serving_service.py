@@ -54,6 +54,8 @@ READY_TIMEOUT_S = 300.0
 _READY_POLL_S = 0.2
 _STATS_TIMEOUT_S = 10.0
 _STATS_LIST = TypeAdapter(list[VersionStats])
+#: Deployment states in which every replica runs the latest config (autoscaling may go on).
+_STEADY = frozenset({"HEALTHY", "UPSCALING", "DOWNSCALING"})
 
 
 @dataclass(frozen=True)
@@ -318,7 +320,7 @@ def _ready(applications: dict[str, ApplicationState], wanted: set[str], generati
         if app.status != "RUNNING":
             return False
         for deployment in app.deployments:
-            if deployment.status != "HEALTHY":
+            if deployment.status not in _STEADY:
                 return False
             if deployment.name == INGRESS_DEPLOYMENT and deployment.generation != generation:
                 return False

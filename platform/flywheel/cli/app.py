@@ -168,8 +168,12 @@ def rollout(
         bool, typer.Option(help="Progressive: steps and SLOs of the version's serve spec.")
     ] = False,
     wait: Annotated[
-        bool, typer.Option(help="Drive a progressive rollout here until it ends.")
-    ] = False,
+        bool,
+        typer.Option(
+            help="Drive a progressive rollout here until it ends; with --no-wait it holds its "
+            "step until `flywheel drive-rollout` runs it."
+        ),
+    ] = True,
 ) -> None:
     """Start a version as challenger: --canary PCT, --shadow or --progressive."""
     modes = [m for m, on in (("canary", canary is not None), ("shadow", shadow),

@@ -134,6 +134,9 @@ def _serve(plan: JobPlan, version: RegisteredVersion) -> None:
     backend = ServeRestBackend(target.dashboard_url, _cluster_token())
     service = ServingService(store, backend, target)
     result = service.serve_new_version(version.name, version.version, serve_spec)
+    if result.mode == "progressive":
+        emit(ProgressEvent("serve", f"progressive rollout of version {version.version}"))
+        result = service.drive(version.name)
     role = "champion" if result.champion == version.version else "challenger"
     emit(ProgressEvent("serve", f"version {version.version} serves as {role}"))
 

@@ -87,6 +87,22 @@ async def _oip_error(request: Request, error: OipError) -> JSONResponse:
     return JSONResponse(error.body(), status_code=error.status)
 
 
+@api.exception_handler(Exception)
+async def _bug(request: Request, error: Exception) -> JSONResponse:
+    """A fault of the server (never of the request): still the protocol's error format."""
+    _log.exception("request to %s failed", request.url.path)
+    return JSONResponse({"error": f"internal error: {type(error).__name__}"}, status_code=500)
+
+
+# Above the class: Serve ships the class by value, with the globals that exist when it does.
+def _prediction(results: Outputs) -> int | None:
+    """The predicted class of a one-row classification answer (argmax); None otherwise."""
+    first = results[0] if results else None
+    if first is None or first.ndim != 2 or first.shape[0] != 1 or first.shape[1] < 2:
+        return None
+    return int(first[0].argmax())
+
+
 @serve.deployment(name="ingress")
 @serve.ingress(api)
 class ModelIngress:
@@ -277,11 +293,3 @@ class ModelIngress:
             if records:
                 with contextlib.suppress(Exception):  # statistics must never fail a request
                     await self._stats.report.remote(records)
-
-
-def _prediction(results: Outputs) -> int | None:
-    """The predicted class of a one-row classification answer (argmax); None otherwise."""
-    first = results[0] if results else None
-    if first is None or first.ndim != 2 or first.shape[0] != 1 or first.shape[1] < 2:
-        return None
-    return int(first[0].argmax())
