@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Protocol
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from flywheel.errors import ServeConflictError, ServeError
 from flywheel.serving.document import ServingDocument
@@ -43,6 +43,27 @@ class FileDocumentStore:
         self._lock = FileLock(str(folder / "document.lock"), timeout=_LOCK_TIMEOUT_S)
 
     def read(self) -> ServingDocument:
+        return self._load()
+
+    def compare_and_set(self, expected_generation: int, document: ServingDocument) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with self._lock:
+                current = self._load().generation
+                if current != expected_generation:
+                    raise ServeConflictError(
+                        f"the serving document changed meanwhile (generation {current}, "
+                        f"expected {expected_generation}): another operation won; look with "
+                        "`flywheel models` and try again"
+                    )
+                _atomic_write(self._path, document.model_dump_json(indent=2))
+        except Timeout as e:
+            raise ServeError(
+                f"the serving document {self._path} stayed locked for {_LOCK_TIMEOUT_S:.0f} s; "
+                "another operation holds it: try again"
+            ) from e
+
+    def _load(self) -> ServingDocument:
         try:
             text = self._path.read_text()
         except FileNotFoundError:
@@ -50,18 +71,6 @@ class FileDocumentStore:
         except OSError as e:
             raise ServeError(f"cannot read the serving document {self._path}: {e}") from e
         return ServingDocument.model_validate_json(text)
-
-    def compare_and_set(self, expected_generation: int, document: ServingDocument) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock:
-            current = self.read().generation
-            if current != expected_generation:
-                raise ServeConflictError(
-                    f"the serving document changed meanwhile (generation {current}, expected "
-                    f"{expected_generation}): another operation won; look with `flywheel models` "
-                    "and try again"
-                )
-            _atomic_write(self._path, document.model_dump_json(indent=2))
 
 
 def _atomic_write(path: Path, text: str) -> None:
