@@ -10,9 +10,10 @@ happened and what to do next. Anything else escaping flywheel is a bug.
     ├── JobError             a job cannot be submitted, found or stopped
     │   └── JobNotFoundError
     ├── CheckFailedError     a sanity check (baseline, overfit one batch) failed inside a job
-    └── ServeError           a model cannot be deployed, rolled out, found or queried
-        ├── ServeInputError  the request itself is wrong (unknown model or version, bad JSON)
-        └── ServeConflictError  another serving operation changed the document first
+    ├── ServeError           a model cannot be deployed, rolled out, found or queried
+    │   ├── ServeInputError  the request itself is wrong (unknown model or version, bad JSON)
+    │   └── ServeConflictError  another serving operation changed the document first
+    └── K8sError             Kubernetes manifests cannot be rendered, or the API server refused
 """
 
 from __future__ import annotations
@@ -89,3 +90,7 @@ class ServeInputError(ServeError):
 
 class ServeConflictError(ServeError):
     """Another serving operation changed the serving document first; this one changed nothing."""
+
+
+class K8sError(FlywheelError):
+    """Kubernetes manifests cannot be rendered as asked, or the API server refused a request."""

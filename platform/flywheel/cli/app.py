@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from flywheel.cli import render
+from flywheel.cli import k8s, render
 from flywheel.client import Client
 from flywheel.errors import FlywheelError, ServeInputError, SpecError
 from flywheel.local import EmbeddedPlatform
@@ -26,6 +26,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(k8s.app)
 
 SpecPath = Annotated[Path, typer.Argument(help="Experiment spec (YAML).", show_default=False)]
 JobId = Annotated[str, typer.Argument(help="Job id, as `flywheel submit` printed it.")]

@@ -1,0 +1,122 @@
+"""The Kubernetes experiment backend: submit a RayJob, read its state, suspend or delete it.
+
+The backend talks to the API server only through :class:`KubeRayApi`, a small protocol with two
+implementations: :class:`~flywheel.k8s.client.KubernetesApi`, one thin adapter over the
+kubernetes client, and :class:`InMemoryKubeRayApi`, which keeps objects in a dict for tests and
+for offline previews (as httpx's mock transport does for HTTP). Decisions stay pure
+(:func:`~flywheel.k8s.status.reconcile`); this module only moves documents.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from flywheel.errors import JobNotFoundError
+from flywheel.k8s.objects import RayJob
+from flywheel.k8s.status import JobState, Reconciled, observation_from_documents, reconcile
+
+#: A document as the API server returns it (the edge; parsed leniently in flywheel.k8s.status).
+Document = dict[str, Any]
+
+
+class KubeRayApi(Protocol):
+    """The API calls the backend makes; nothing else reaches the cluster."""
+
+    def create_rayjob(self, namespace: str, manifest: Document) -> None:
+        """Create a RayJob; raise K8sError if the API server refuses it."""
+
+    def get_rayjob(self, namespace: str, name: str) -> Document | None:
+        """The RayJob, or None if there is none."""
+
+    def patch_rayjob_suspend(self, namespace: str, name: str, suspend: bool) -> None:
+        """Set ``spec.suspend``; raise JobNotFoundError if there is no such RayJob."""
+
+    def delete_rayjob(self, namespace: str, name: str) -> bool:
+        """Delete a RayJob; whether it existed."""
+
+    def workload_of(self, namespace: str, rayjob_name: str) -> Document | None:
+        """The Kueue Workload owned by the RayJob, or None before Kueue made one."""
+
+
+class KubernetesBackend:
+    """Experiments as RayJobs: the ExperimentBackend of the control plane on Kubernetes."""
+
+    def __init__(self, api: KubeRayApi) -> None:
+        self._api = api
+
+    def submit(self, rayjob: RayJob) -> str:
+        """Create the (suspended) RayJob; Kueue admits it. Returns its name."""
+        namespace = _namespace(rayjob)
+        self._api.create_rayjob(namespace, rayjob.to_manifest())
+        return rayjob.metadata.name
+
+    def state(self, namespace: str, name: str, previous: JobState | None = None) -> Reconciled:
+        """The job's state now, reconciled from the RayJob and its Workload."""
+        document = self._api.get_rayjob(namespace, name)
+        if document is None:
+            raise JobNotFoundError(name)
+        workload = self._api.workload_of(namespace, name)
+        return reconcile(observation_from_documents(document, workload), previous)
+
+    def suspend(self, namespace: str, name: str) -> None:
+        """Suspend the job: KubeRay deletes its cluster; its pods get their grace period."""
+        self._api.patch_rayjob_suspend(namespace, name, True)
+
+    def resume(self, namespace: str, name: str) -> None:
+        """Hand a suspended job back to Kueue to admit again."""
+        self._api.patch_rayjob_suspend(namespace, name, False)
+
+    def delete(self, namespace: str, name: str) -> bool:
+        """Delete the job and its cluster; whether it existed."""
+        return self._api.delete_rayjob(namespace, name)
+
+
+@dataclass
+class InMemoryKubeRayApi:
+    """RayJobs and Workloads in a dict: a :class:`KubeRayApi` for tests.
+
+    Tests play KubeRay and Kueue by writing status documents with :meth:`set_status` and
+    :meth:`set_workload`.
+    """
+
+    rayjobs: dict[tuple[str, str], Document] = field(default_factory=dict)
+    workloads: dict[tuple[str, str], Document] = field(default_factory=dict)
+
+    def create_rayjob(self, namespace: str, manifest: Document) -> None:
+        key = (namespace, manifest["metadata"]["name"])
+        if key in self.rayjobs:
+            raise FileExistsError(f"rayjob {key[0]}/{key[1]} exists")
+        self.rayjobs[key] = copy.deepcopy(manifest)
+
+    def get_rayjob(self, namespace: str, name: str) -> Document | None:
+        found = self.rayjobs.get((namespace, name))
+        return copy.deepcopy(found) if found is not None else None
+
+    def patch_rayjob_suspend(self, namespace: str, name: str, suspend: bool) -> None:
+        if (namespace, name) not in self.rayjobs:
+            raise JobNotFoundError(name)
+        self.rayjobs[(namespace, name)]["spec"]["suspend"] = suspend
+
+    def delete_rayjob(self, namespace: str, name: str) -> bool:
+        self.workloads.pop((namespace, name), None)
+        return self.rayjobs.pop((namespace, name), None) is not None
+
+    def workload_of(self, namespace: str, rayjob_name: str) -> Document | None:
+        found = self.workloads.get((namespace, rayjob_name))
+        return copy.deepcopy(found) if found is not None else None
+
+    def set_status(self, namespace: str, name: str, status: Document) -> None:
+        """Play KubeRay: replace the RayJob's status."""
+        self.rayjobs[(namespace, name)]["status"] = copy.deepcopy(status)
+
+    def set_workload(self, namespace: str, rayjob_name: str, workload: Document) -> None:
+        """Play Kueue: the RayJob's Workload document."""
+        self.workloads[(namespace, rayjob_name)] = copy.deepcopy(workload)
+
+
+def _namespace(rayjob: RayJob) -> str:
+    if rayjob.metadata.namespace is None:
+        raise ValueError("a RayJob is rendered into its team's namespace")
+    return rayjob.metadata.namespace

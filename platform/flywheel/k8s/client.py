@@ -1,0 +1,83 @@
+"""The one adapter over the kubernetes client: a :class:`~flywheel.k8s.backend.KubeRayApi`.
+
+Thin on purpose: each method is one API call, its errors translated into flywheel's. No API
+server runs in this project's tests: the backend's behaviour is tested through
+:class:`~flywheel.k8s.backend.InMemoryKubeRayApi`, and this adapter against a small HTTP server
+that speaks the API's paths (tests/unit/k8s/test_client.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from flywheel.errors import JobNotFoundError, K8sError
+
+_RAY = ("ray.io", "v1", "rayjobs")
+_KUEUE = ("kueue.x-k8s.io", "v1beta2", "workloads")
+_NOT_FOUND = 404
+
+
+class KubernetesApi:
+    """RayJobs and Workloads through the API server, with the control plane's ServiceAccount."""
+
+    def __init__(self, api: client.CustomObjectsApi) -> None:
+        self._api = api
+
+    @classmethod
+    def in_cluster(cls) -> KubernetesApi:
+        """The API as the control plane's pod sees it (its mounted ServiceAccount token)."""
+        config.load_incluster_config()
+        return cls(client.CustomObjectsApi())
+
+    def create_rayjob(self, namespace: str, manifest: dict[str, Any]) -> None:
+        group, version, plural = _RAY
+        try:
+            self._api.create_namespaced_custom_object(group, version, namespace, plural, manifest)
+        except ApiException as e:
+            name = manifest["metadata"]["name"]
+            raise K8sError(f"cannot create RayJob {namespace}/{name}: {e.status} {e.reason}") from e
+
+    def get_rayjob(self, namespace: str, name: str) -> dict[str, Any] | None:
+        group, version, plural = _RAY
+        try:
+            found = self._api.get_namespaced_custom_object(group, version, namespace, plural, name)
+        except ApiException as e:
+            if e.status == _NOT_FOUND:
+                return None
+            raise K8sError(f"cannot read RayJob {namespace}/{name}: {e.status} {e.reason}") from e
+        return cast(dict[str, Any], found)
+
+    def patch_rayjob_suspend(self, namespace: str, name: str, suspend: bool) -> None:
+        group, version, plural = _RAY
+        body = {"spec": {"suspend": suspend}}
+        try:
+            self._api.patch_namespaced_custom_object(group, version, namespace, plural, name, body)
+        except ApiException as e:
+            if e.status == _NOT_FOUND:
+                raise JobNotFoundError(name) from e
+            raise K8sError(f"cannot suspend RayJob {namespace}/{name}: {e.reason}") from e
+
+    def delete_rayjob(self, namespace: str, name: str) -> bool:
+        group, version, plural = _RAY
+        try:
+            self._api.delete_namespaced_custom_object(group, version, namespace, plural, name)
+        except ApiException as e:
+            if e.status == _NOT_FOUND:
+                return False
+            raise K8sError(f"cannot delete RayJob {namespace}/{name}: {e.reason}") from e
+        return True
+
+    def workload_of(self, namespace: str, rayjob_name: str) -> dict[str, Any] | None:
+        group, version, plural = _KUEUE
+        try:
+            listed = self._api.list_namespaced_custom_object(group, version, namespace, plural)
+        except ApiException as e:
+            raise K8sError(f"cannot list Kueue Workloads in {namespace}: {e.reason}") from e
+        for workload in cast(dict[str, Any], listed).get("items", []):
+            owners = workload.get("metadata", {}).get("ownerReferences", [])
+            if any(o.get("kind") == "RayJob" and o.get("name") == rayjob_name for o in owners):
+                return cast(dict[str, Any], workload)
+        return None
