@@ -1,6 +1,7 @@
 """Serving on the real local cluster: the digits model behind Serve, OIP v2, declarative operations.
 
-Cost: 4 to 12 minutes on 2 cores, depending on what else runs there. One experiment (about
+Cost: about 11 minutes (662 s measured) on 2 cores shared with other test runs; less on an
+idle machine. One experiment (about
 60 s) trains and deploys version 1 through its `serve` section (the job calls the serving
 service, which applies the document through Serve's REST API); later versions are registered in
 this process (2 s each). Each serving operation is a PUT to Serve's REST API and a wait until
