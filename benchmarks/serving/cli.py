@@ -101,7 +101,7 @@ def deploy_digits(client: Client, settings: Settings) -> str:
     if final.state != "SUCCEEDED":
         raise SystemExit(f"training job {job_id} {final.state}:\n{client.logs(job_id)[-2000:]}")
     [served] = client.models()
-    return str(served["version"])
+    return served.version
 
 
 def unbatched_copy(settings: Settings, version: str) -> str:

@@ -1,7 +1,8 @@
 """The public facade the CLI and SDK users call: validate, submit, watch and stop experiments.
 
-Experiments go through the control plane (HTTP, with the team token of the settings); serving
-actions still run as Ray jobs until they move behind the control plane too.
+Experiments go through the control plane (HTTP, with the team token of the settings). Serving
+operations call the serving service (:mod:`flywheel.serving_service`: the serving document, Serve's
+REST API, the registry) directly until they move behind the control plane too.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import httpx
 
 from flywheel.alerts import read_alert, record_check
 from flywheel.api_client import ControlPlaneApi
-from flywheel.backends.base import BUNDLE_EXCLUDES, ExperimentBackend, JobInfo
-from flywheel.backends.ray_jobs import RayJobsBackend
+from flywheel.backends.base import BUNDLE_EXCLUDES
+from flywheel.backends.documents import FileDocumentStore
+from flywheel.backends.serving import ServeRestBackend
 from flywheel.errors import JobError, ServeError, ServeInputError
 from flywheel.monitoring import MonitorReport, monitor_report
 from flywheel.plans import JobPlan, new_job_id, spec_to_job_plan
@@ -28,14 +30,8 @@ from flywheel.profiles import TrainingProfile
 from flywheel.progress import ProgressEvent, parse_progress
 from flywheel.readiness import READINESS_FILE, Evidence, ReadinessReport, readiness_report
 from flywheel.request_log import read_feedback, read_requests
-from flywheel.rollout import (
-    META_SERVE_ACTION,
-    RESULT_PREFIX,
-    ServeAction,
-    ServePlan,
-    serve_entrypoint,
-    serve_plan,
-)
+from flywheel.rollout import serve_target
+from flywheel.serving_service import ServedVersion, ServeResult, ServingService
 from flywheel.settings import Settings
 from flywheel.snapshots import SnapshotManifest, read_manifest
 from flywheel.specs.experiment import ExperimentSpec
@@ -61,9 +57,9 @@ from flywheel.wire import (
     WhoAmI,
 )
 
-#: How long a serving job (deploy, rollout start, promote, rollback) may take.
-SERVE_JOB_TIMEOUT_S = 600.0
 _GATEWAY_TIMEOUT_S = 30.0
+
+__all__ = ["Client", "JobUpdate", "ServeResult", "ServedVersion", "SnapshotReport"]
 
 
 @dataclass(frozen=True)
@@ -92,11 +88,10 @@ class Client:
         self,
         settings: Settings | None = None,
         http: httpx.Client | None = None,
-        serving_backend: ExperimentBackend | None = None,
     ) -> None:
         self.settings = settings or Settings()
         self._api = ControlPlaneApi(self.settings, http)
-        self._backend = serving_backend
+        self._serving: ServingService | None = None
 
     def validate(self, spec_path: str | Path) -> ExperimentSpec:
         """Validate a spec file and its task code; raise SpecError with every problem."""
@@ -192,49 +187,48 @@ class Client:
 
     def deploy(
         self, model: str, version: str | None = None, alias: str | None = None
-    ) -> dict[str, Any]:
+    ) -> ServeResult:
         """Serve ``version`` (or the one ``alias`` names, else the latest) as champion."""
-        self._check_version(model, version, alias)
-        return self._serve(serve_plan(self.settings, "deploy", model, version=version, alias=alias))
+        return self.serving().deploy(model, version, alias)
 
     def rollout(
         self, model: str, version: str, mode: RolloutMode, canary_percent: float | None = None,
         wait: bool = True,
-    ) -> dict[str, Any]:  # fmt: skip
+    ) -> ServeResult:  # fmt: skip
         """Start ``version`` as the challenger of ``model``'s champion in ``mode``.
 
-        A progressive rollout runs until it promotes or rolls back; with ``wait=False`` this
-        returns ``{"job_id": ...}`` at once (follow it with ``logs``).
+        A progressive rollout then runs its steps; with ``wait`` this drives it until it
+        promotes or rolls back (``drive_rollout`` continues one whose controller stopped).
         """
-        self._check_version(model, version, None)
-        served = self._served(model)
-        if version == served[0]["version"]:
-            raise ServeInputError(f"version {version} of {model} is already the champion")
-        fields = {"version": version, "mode": mode, "canary_percent": canary_percent}
-        return self._serve(serve_plan(self.settings, "rollout", model, **fields), wait)
+        started = self.serving().rollout(model, version, mode, canary_percent)
+        if mode != "progressive" or not wait:
+            return started
+        return self.drive_rollout(model)
 
-    def promote(self, model: str) -> dict[str, Any]:
+    def drive_rollout(self, model: str) -> ServeResult:
+        """Run ``model``'s progressive rollout from its stored step until it ends."""
+        return self.serving().drive(model)
+
+    def promote(self, model: str) -> ServeResult:
         """Make ``model``'s challenger the champion (route and MLflow alias)."""
-        return self._serve_challenged("promote", model)
+        return self.serving().promote(model)
 
-    def rollback(self, model: str) -> dict[str, Any]:
+    def rollback(self, model: str) -> ServeResult:
         """Remove ``model``'s challenger; the champion answers everything."""
-        return self._serve_challenged("rollback", model)
+        return self.serving().rollback(model)
 
-    def undeploy(self, model: str) -> dict[str, Any]:
+    def undeploy(self, model: str) -> ServeResult:
         """Stop serving ``model``."""
-        self._served(model)
-        return self._serve(serve_plan(self.settings, "undeploy", model))
+        return self.serving().undeploy(model)
 
-    def models(self) -> list[dict[str, Any]]:
+    def models(self) -> list[ServedVersion]:
         """Served versions: role, traffic split, replicas, request rate, online accuracy."""
-        listed: list[dict[str, Any]] = self._gateway("GET", "/flywheel/models")
-        return listed
+        return self.serving().models()
 
     def predict(
         self, model: str, request: dict[str, Any] | bytes, version: str | None = None
     ) -> dict[str, Any]:
-        """Send an OIP v2 inference request through the gateway; returns its response."""
+        """Send an OIP v2 inference request (JSON) to the model; returns its response."""
         path = f"/v2/models/{model}" + (f"/versions/{version}" if version else "") + "/infer"
         body = request if isinstance(request, bytes) else json.dumps(request).encode()
         answer: dict[str, Any] = self._gateway("POST", path, body)
@@ -245,6 +239,14 @@ class Client:
         body = json.dumps({"id": request_id, "label": label}).encode()
         answer: dict[str, Any] = self._gateway("POST", f"/v2/models/{model}/feedback", body)
         return answer
+
+    def serving(self) -> ServingService:
+        """The serving operations on this platform (document store, Serve REST API, registry)."""
+        if self._serving is None:
+            store = FileDocumentStore(Path(self.settings.storage_root) / "serving")
+            backend = ServeRestBackend(self.settings.jobs_url, self._ray_token())
+            self._serving = ServingService(store, backend, serve_target(self.settings))
+        return self._serving
 
     def data(self, experiment: str) -> list[SnapshotReport]:
         """The data snapshots of ``experiment`` with the runs that used each, newest first."""
@@ -335,37 +337,6 @@ class Client:
         if partial:
             yield _update(experiment, [partial], last)
 
-    def _serve(self, plan: ServePlan, wait: bool = True) -> dict[str, Any]:
-        """Run a serving action as a job; wait for its result unless ``wait`` is False."""
-        job_id = self._jobs().submit_command(
-            serve_entrypoint(plan), {META_SERVE_ACTION: plan.action}
-        )
-        if not wait:
-            return {"job_id": job_id}
-        deadline = time.monotonic() + SERVE_JOB_TIMEOUT_S
-        while not (job := self._jobs().get(job_id)).finished:
-            if time.monotonic() > deadline:
-                raise ServeError(f"serving job {job_id} still runs after {SERVE_JOB_TIMEOUT_S} s")
-            time.sleep(0.5)
-        return _serve_result(job, self._jobs().logs(job_id))
-
-    def _serve_challenged(self, action: ServeAction, model: str) -> dict[str, Any]:
-        if not any(v["role"] == "challenger" for v in self._served(model)):
-            raise ServeInputError(f"{model} has no challenger; start one with flywheel rollout")
-        return self._serve(serve_plan(self.settings, action, model))
-
-    def _served(self, model: str) -> list[dict[str, Any]]:
-        """The served versions of ``model``, champion first; ServeInputError if none."""
-        versions = [v for v in self.models() if v["model"] == model]
-        if not versions:
-            raise ServeInputError(f"{model} is not served; deploy it first with flywheel deploy")
-        return sorted(versions, key=lambda v: v["role"] != "champion")
-
-    def _check_version(self, model: str, version: str | None, alias: str | None) -> None:
-        if resolve_model_version(self.settings.tracking_uri, model, version, alias) is None:
-            which = f"version {version}" if version else f"alias {alias}" if alias else "version"
-            raise ServeInputError(f"model {model!r} has no {which} in the MLflow registry")
-
     def _gateway(self, method: str, path: str, body: bytes | None = None) -> Any:
         url = f"{self.settings.serve_url}{path}"
         headers = {"content-type": "application/json"}
@@ -384,32 +355,11 @@ class Client:
             raise kind(f"{method} {path}: HTTP {response.status_code}: {_error_text(response)}")
         return response.json()
 
-    def _jobs(self) -> ExperimentBackend:
-        """Serving actions run as Ray jobs (for now), through the Ray Jobs API directly."""
-        if self._backend is None:
-            self._backend = RayJobsBackend(self.settings.jobs_url, self._ray_token())
-        return self._backend
-
     def _ray_token(self) -> str | None:
         if self.settings.ray_auth_token is not None:
             return self.settings.ray_auth_token.get_secret_value()
         path = self.settings.ray_auth_token_path
         return path.read_text().strip() if path.is_file() else None
-
-
-def _serve_result(job: JobInfo, logs: str) -> dict[str, Any]:
-    """The result line of a finished serving job, or its error as ServeError."""
-    for line in reversed(logs.splitlines()):
-        if line.startswith(RESULT_PREFIX) and job.state == "SUCCEEDED":
-            result: dict[str, Any] = json.loads(line[len(RESULT_PREFIX) :])
-            return result
-    reasons = [
-        line.removeprefix("flywheel: ")
-        for line in logs.splitlines()
-        if line.startswith("flywheel: ")
-    ]
-    reason = reasons[-1] if reasons else job.message or "no reason given"
-    raise ServeError(f"serving job {job.job_id} {job.state.lower()}: {reason}")
 
 
 def bundle_folder(folder: Path, archive: Any) -> None:

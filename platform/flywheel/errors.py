@@ -18,7 +18,8 @@ happened and what to do next. Anything else escaping flywheel is a bug.
     ├── CheckFailedError     a sanity check (baseline, overfit one batch) failed inside a job
     ├── StorageError         the storage root cannot be read or written (names bucket and operation)
     ├── ServeError           a model cannot be deployed, rolled out, found or queried
-    │   └── ServeInputError  the request itself is wrong (unknown model or version, bad JSON)
+    │   ├── ServeInputError  the request itself is wrong (unknown model or version, bad JSON)
+    │   └── ServeConflictError  another serving operation changed the document first
     └── K8sError             Kubernetes manifests cannot be rendered, or the API server refused
 """
 
@@ -132,6 +133,10 @@ class ServeError(FlywheelError):
 
 class ServeInputError(ServeError):
     """A serving request is wrong as given (unknown model or version, bad JSON); nothing changed."""
+
+
+class ServeConflictError(ServeError):
+    """Another serving operation changed the serving document first; this one changed nothing."""
 
 
 class K8sError(FlywheelError):

@@ -1,14 +1,14 @@
 """Rollouts, purely: which version answers a request, and whether a progressive step goes on.
 
-Spec (``serve`` section) -> :class:`ServePlan` (what the serving job does) -> :class:`ModelRoute`
-(what the gateway routes by). The decisions are pure functions of what was observed, so that they
-are tested without a cluster; :mod:`flywheel.runtime.serve` applies them.
+The serving document (:mod:`flywheel.serving`) -> :class:`ModelRoute` (what a model's ingress
+replicas route by). The decisions are pure functions of what was observed, so that they are
+tested without a cluster; :mod:`flywheel.runtime.serve` and the serving service apply them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
-import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -16,26 +16,23 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from flywheel.settings import Settings
-from flywheel.specs.serving import RolloutMode, ServeSpec, SloSpec
+from flywheel.specs.serving import BatchingSpec, RolloutMode, SloSpec
 
-ServeAction = Literal["deploy", "rollout", "promote", "rollback", "undeploy"]
 StepAction = Literal["advance", "hold", "promote", "rollback"]
 
 #: MLflow aliases of the version that answers by default, and of the one on trial.
 CHAMPION_ALIAS = "champion"
 CHALLENGER_ALIAS = "challenger"
 
-#: The line a serving job prints last: this prefix, then its result as JSON.
-RESULT_PREFIX = "FLYWHEEL_SERVE_RESULT "
-
-#: Ray job metadata key of serving jobs (they are not experiments: `flywheel jobs` skips them).
-META_SERVE_ACTION = "flywheel.serve_action"
-
 
 class ModelRoute(BaseModel):
-    """How the gateway routes one model's requests: champion, optional challenger, their split."""
+    """How a model's ingress replicas route requests: champion, optional challenger, its share.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    It travels to the replicas as the Serve deployment's ``user_config`` (so a change reaches
+    them through ``reconfigure``, without a restart) and is read there leniently.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     model: str = Field(description="Registered model name.")
     champion: str = Field(description="Version that answers by default.")
@@ -44,7 +41,12 @@ class ModelRoute(BaseModel):
     challenger_percent: float = Field(
         default=0.0, ge=0.0, le=100.0, description="Share of requests the challenger answers."
     )
-    apps: dict[str, str] = Field(description="Serve application of each deployed version.")
+    generation: int = Field(
+        default=0, ge=0, description="Generation of the serving document this route comes from."
+    )
+    batching: BatchingSpec = Field(
+        default_factory=BatchingSpec, description="How the replicas batch concurrent requests."
+    )
 
     @property
     def versions(self) -> tuple[str, ...]:
@@ -81,6 +83,12 @@ def choose_version(route: ModelRoute, draw: float) -> RouteChoice:
     if draw * 100.0 < route.challenger_percent:
         return RouteChoice(route.challenger)
     return RouteChoice(route.champion)
+
+
+def sticky_draw(key: str) -> float:
+    """A draw in [0, 1) fixed by ``key``: the same request id always picks the same version."""
+    digest = hashlib.sha256(key.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
 @dataclass(frozen=True)
@@ -154,56 +162,34 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 
 class ServeTarget(BaseModel):
-    """Where serving happens: the gateway's address and limits, the registry, the storage root."""
+    """Where serving happens, as the cluster knows it: registry, storage root, Serve's address.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Jobs carry it in their plan, so that an experiment's ``serve`` section deploys through the
+    cluster's own serving API.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     tracking_uri: str = Field(description="MLflow tracking URI (the model registry).")
-    storage_root: str = Field(description="Storage root: feedback and routes live under it.")
-    host: str = Field(description="Address the gateway binds to.")
-    port: int = Field(description="Port of the gateway.")
-    max_request_bytes: int = Field(description="Largest request body the gateway accepts.")
-
-
-class ServePlan(BaseModel):
-    """What one serving job does: deploy, start a rollout, promote, roll back or undeploy."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    action: ServeAction = Field(description="What to do.")
-    model: str = Field(description="Registered model name.")
-    version: str | None = Field(default=None, description="Model version, where one is needed.")
-    alias: str | None = Field(default=None, description="Alias naming the version, instead.")
-    mode: RolloutMode | None = Field(default=None, description="Rollout mode of `rollout`.")
-    canary_percent: float | None = Field(default=None, description="Canary share, overriding spec.")
-    spec: ServeSpec | None = Field(
-        default=None,
-        description="Serving settings; null: those stored on the version, or defaults.",
+    storage_root: str = Field(description="Storage root: the serving document and feedback.")
+    host: str = Field(description="Address Serve's HTTP ingress binds to.")
+    port: int = Field(description="Port of Serve's HTTP ingress.")
+    max_request_bytes: int = Field(description="Largest request body the ingress accepts.")
+    dashboard_url: str = Field(
+        default="", description="Ray dashboard URL: Serve's REST API for applying the document."
     )
-    target: ServeTarget = Field(description="Where serving happens.")
 
 
 def serve_target(settings: Settings) -> ServeTarget:
-    """The platform's serving addresses, from ``settings``."""
+    """The platform's serving facts, from ``settings`` (the cluster's side)."""
     return ServeTarget(
         tracking_uri=settings.tracking_uri,
         storage_root=str(settings.storage_root),
         host=settings.host,
         port=settings.serve_port,
         max_request_bytes=settings.serve_max_request_bytes,
+        dashboard_url=settings.jobs_url,
     )
-
-
-def serve_plan(settings: Settings, action: ServeAction, model: str, **fields: object) -> ServePlan:
-    """The plan of a serving action on the platform ``settings`` describe."""
-    return ServePlan.model_validate(
-        {"action": action, "model": model, "target": serve_target(settings), **fields}
-    )
-
-
-def serve_entrypoint(plan: ServePlan) -> str:
-    """The command a serving job runs: the plan travels as a JSON argument."""
-    return f"python -m flywheel.runtime.serve {shlex.quote(plan.model_dump_json())}"
 
 
 def _broken_objective(observed: Observation, slo: SloSpec) -> str | None:

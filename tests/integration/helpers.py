@@ -33,13 +33,14 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 def run_cli(
-    settings: Settings, *args: str, timeout_s: float = 600
+    settings: Settings, *args: str, timeout_s: float = 600, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run the installed `flywheel` command against the test platform."""
+    """Run the installed `flywheel` command against the test platform (``env``: extra variables)."""
     command = [str(Path(sys.executable).parent / "flywheel"), *args]
     return subprocess.run(
-        command, env=settings_env(settings), capture_output=True, text=True, timeout=timeout_s
-    )
+        command, env={**settings_env(settings), **(env or {})}, capture_output=True, text=True,
+        timeout=timeout_s,
+    )  # fmt: skip
 
 
 def copy_experiment(source: Path, target: Path, spec_text: str | None = None) -> Path:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -15,13 +13,12 @@ from flywheel.rollout import (
     choose_version,
     percentile,
     progressive_decision,
-    serve_entrypoint,
-    serve_plan,
+    serve_target,
+    sticky_draw,
 )
 from flywheel.settings import Settings
 from flywheel.specs.serving import RolloutSpec, ServeSpec, SloSpec
 
-APPS = {"1": "app-1", "2": "app-2"}
 SLO = SloSpec(max_error_rate=0.05, max_p95_latency_ms=100.0, min_requests=20)
 STEPS = [10.0, 50.0, 100.0]
 
@@ -30,7 +27,7 @@ def route(mode: str | None, percent: float = 0.0) -> ModelRoute:
     challenger = "2" if mode else None
     return ModelRoute.model_validate(
         {"model": "m", "champion": "1", "challenger": challenger, "mode": mode,
-         "challenger_percent": percent, "apps": APPS if mode else {"1": "app-1"}}
+         "challenger_percent": percent}
     )  # fmt: skip
 
 
@@ -149,10 +146,17 @@ def test_autoscaling_max_must_not_be_below_min() -> None:
         ServeSpec.model_validate({"autoscaling": {"min_replicas": 3, "max_replicas": 2}})
 
 
-def test_a_serve_plan_carries_the_gateway_address_and_round_trips_through_its_command() -> None:
+def test_a_sticky_draw_is_fixed_by_its_key_and_spreads_keys_over_the_split() -> None:
+    assert sticky_draw("req-7") == sticky_draw("req-7")
+    draws = [sticky_draw(f"req-{i}") for i in range(2000)]
+    assert all(0.0 <= d < 1.0 for d in draws)
+    canary = route("canary", 25.0)
+    share = sum(choose_version(canary, d).version == "2" for d in draws) / len(draws)
+    assert 0.21 < share < 0.29  # Binomial(2000, 0.25): 4 standard deviations either way
+
+
+def test_the_serving_target_comes_from_the_cluster_settings() -> None:
     settings = Settings(host="127.0.0.1", serve_port=18000, mlflow_port=15000)
-    plan = serve_plan(settings, "rollout", "digits", version="2", mode="shadow")
-    assert (plan.target.port, plan.target.tracking_uri) == (18000, "http://127.0.0.1:15000")
-    command = serve_entrypoint(plan)
-    assert command.startswith("python -m flywheel.runtime.serve ")
-    assert type(plan).model_validate_json(shlex.split(command)[-1]) == plan
+    target = serve_target(settings)
+    assert (target.port, target.tracking_uri) == (18000, "http://127.0.0.1:15000")
+    assert target.dashboard_url == settings.jobs_url

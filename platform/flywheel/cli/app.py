@@ -15,6 +15,7 @@ from flywheel.errors import FlywheelError, ServeInputError, SpecError
 from flywheel.local import EmbeddedPlatform
 from flywheel.settings import Settings
 from flywheel.specs.reference import experiment_schema, schema_to_markdown
+from flywheel.specs.serving import RolloutMode
 
 EXIT_SPEC_ERROR = 2
 
@@ -215,7 +216,13 @@ def rollout(
     progressive: Annotated[
         bool, typer.Option(help="Progressive: steps and SLOs of the version's serve spec.")
     ] = False,
-    wait: Annotated[bool, typer.Option(help="Wait for a progressive rollout to end.")] = False,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            help="Drive a progressive rollout here until it ends; with --no-wait it holds its "
+            "step until `flywheel drive-rollout` runs it."
+        ),
+    ] = True,
 ) -> None:
     """Start a version as challenger: --canary PCT, --shadow or --progressive."""
     modes = [m for m, on in (("canary", canary is not None), ("shadow", shadow),
@@ -224,10 +231,22 @@ def rollout(
         raise ServeInputError("give exactly one of --canary PCT, --shadow, --progressive")
     if canary is not None and not 0.0 < canary < 100.0:
         raise ServeInputError(f"--canary is a share of traffic in (0, 100), not {canary:g}")
-    mode = modes[0]
+    mode: RolloutMode = modes[0]  # type: ignore[assignment]
     with render.spinner(f"starting the {mode} rollout of {model} version {version}"):
-        result = Client().rollout(model, version, mode, canary, wait=wait or mode != "progressive")  # type: ignore[arg-type]
+        result = Client().rollout(model, version, mode, canary, wait=False)
     render.serve_result(f"{mode} rollout", result)
+    if mode == "progressive" and wait:
+        with render.spinner(f"progressive rollout of {model} version {version}"):
+            result = Client().drive_rollout(model)
+        render.serve_result("progressive rollout ended", result)
+
+
+@app.command(name="drive-rollout")
+def drive_rollout(model: ModelName) -> None:
+    """Run a progressive rollout from its stored step until it promotes or rolls back."""
+    with render.spinner(f"progressive rollout of {model}"):
+        result = Client().drive_rollout(model)
+    render.serve_result("progressive rollout ended", result)
 
 
 @app.command()
@@ -287,7 +306,7 @@ def models(as_json: JsonFlag = False) -> None:
     """Served models: versions, traffic split, replicas, request rate, online accuracy."""
     listed = Client().models()
     if as_json:
-        render.json_out(listed)
+        render.json_out([render.served_version_dict(v) for v in listed])
     else:
         render.models_table(listed)
 

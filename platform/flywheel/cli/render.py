@@ -25,7 +25,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from flywheel.client import JobUpdate, SnapshotReport
+from flywheel.client import JobUpdate, ServedVersion, ServeResult, SnapshotReport
 from flywheel.errors import SpecError
 from flywheel.local import PlatformStatus, UpResult
 from flywheel.monitoring import MonitorReport
@@ -255,39 +255,55 @@ class FollowView:
             self._progress.update(self._task, **fields)
 
 
-def serve_result(what: str, result: dict[str, Any]) -> None:
-    """What a serving action left: champion, challenger and its share."""
-    if "job_id" in result:
-        job = result["job_id"]
-        out.print(f"{what} runs as job [bold]{job}[/]; follow it: flywheel logs {job} --follow")
+def serve_result(what: str, result: ServeResult) -> None:
+    """What a serving action left: champion, challenger and its share, and how long it took."""
+    line = f"[green]{what}[/] {result.model}"
+    if result.champion:
+        line += f": champion v{result.champion}"
+    if result.challenger:
+        share = f"{result.challenger_percent:g}%" if result.mode != "shadow" else "shadow"
+        line += f", challenger v{result.challenger} ({result.mode}, {share})"
+    if result.decision:
+        line += f"; decision {result.decision}: {escape(str(result.reason))}"
+    out.print(f"{line} [dim]({result.elapsed_s:.1f} s, generation {result.generation})[/]")
+
+
+def models_table(versions: list[ServedVersion]) -> None:
+    """One table per served model, one row per version: fits 80 columns, no header is cut."""
+    if not versions:
+        out.print("no models served")
         return
-    line = f"[green]{what}[/] {result['model']}"
-    if result.get("champion"):
-        line += f": champion v{result['champion']}"
-    if result.get("challenger"):
-        share = f"{result['challenger_percent']:g}%" if result["mode"] != "shadow" else "shadow"
-        line += f", challenger v{result['challenger']} ({result['mode']}, {share})"
-    if result.get("decision"):
-        line += f"; decision {result['decision']}: {escape(str(result['reason']))}"
-    out.print(line)
+    for model in sorted({v.model for v in versions}):
+        out.print(_model_table(model, [v for v in versions if v.model == model]))
+    out.print("[dim]share: traffic answered; repl: replicas; done: answered; err: failed;[/]")
+    out.print("[dim]agree: shadow agrees with the answer; acc (n): accuracy over n labels[/]")
 
 
-def models_table(versions: list[dict[str, Any]]) -> None:
-    """One row per served version; a challenger's role is its rollout mode."""
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    columns = ("model", "version", "role", "traffic", "replicas", "req/s", "answered", "errors",
-               "shadow agrees", "accuracy (labels)")  # fmt: skip
+def _model_table(model: str, versions: list[ServedVersion]) -> Table:
+    table = Table(
+        title=escape(model), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+        collapse_padding=True,
+    )  # fmt: skip
+    columns = ("ver", "role", "share", "repl", "req/s", "done", "err", "agree", "acc (n)")
     for column in columns:
-        table.add_column(column, no_wrap=column in ("model", "role"))
+        table.add_column(column, no_wrap=True, min_width=len(column))
     for v in versions:
-        role = v.get("mode") or v["role"]
+        s = v.stats
         table.add_row(
-            v["model"], str(v["version"]), role, f"{v['traffic_percent']:g}%", str(v["replicas"]),
-            f"{v['request_rate_per_s']:.2f}", str(v["requests"]), str(v["errors"]),
-            _ratio(v.get("shadow_agreement")),
-            f"{_ratio(v.get('online_accuracy'))} ({v['feedback']})",
+            v.version, v.role, f"{v.traffic_percent:g}%", str(v.replicas),
+            f"{s.request_rate_per_s:.1f}", str(s.requests), str(s.errors),
+            _ratio(s.shadow_agreement), f"{_ratio(s.online_accuracy)} ({s.feedback})",
         )  # fmt: skip
-    out.print(table if versions else "no models served")
+    return table
+
+
+def served_version_dict(version: ServedVersion) -> dict[str, Any]:
+    """A served version as JSON for `flywheel models --json`."""
+    return {**asdict(version), "stats": version.stats.model_dump(mode="json")}
+
+
+def serve_result_dict(result: ServeResult) -> dict[str, Any]:
+    return {**asdict(result), "versions": list(result.versions)}
 
 
 def snapshots(reports: list[SnapshotReport]) -> None:
@@ -410,7 +426,7 @@ def _resources(r: Resources) -> str:
 
 
 def _ratio(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
+    return "-" if value is None else f"{value:.2f}"
 
 
 def _metrics(metrics: dict[str, float]) -> str:

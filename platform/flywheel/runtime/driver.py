@@ -7,6 +7,7 @@ FAILED (with the reason) on any error, KILLED when the job is stopped.
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import platform as stdlib_platform
 import signal
 import sys
@@ -18,19 +19,20 @@ import numpy as np
 import ray
 import torch
 
+from flywheel.backends.documents import FileDocumentStore
+from flywheel.backends.serving import ServeRestBackend
 from flywheel.errors import FlywheelError
 from flywheel.narrowing import apply_overrides
 from flywheel.plans import PLAN_PATH, JobPlan
 from flywheel.progress import ProgressEvent, emit
-from flywheel.rollout import ServePlan
 from flywheel.runtime import checks
 from flywheel.runtime import data as data_mod
 from flywheel.runtime.profile import log_training_profile
 from flywheel.runtime.search import run_search
-from flywheel.runtime.serve.admin import serve_new_version
 from flywheel.runtime.snapshot import record_snapshot
 from flywheel.runtime.task import LoadedTask, load_task
 from flywheel.runtime.train import fit, load_checkpoint_state
+from flywheel.serving_service import ServingService
 from flywheel.specs.base import Scalar
 from flywheel.specs.search import Fidelity
 from flywheel.tracking import (
@@ -121,20 +123,34 @@ def run_experiment(plan: JobPlan, run: ExperimentRun, experiment_dir: Path) -> N
 
 
 def _serve(plan: JobPlan, version: RegisteredVersion) -> None:
-    """Serve the new version: champion of a model not served yet, else challenger per the spec."""
+    """Serve the new version: champion of a model not served yet, else challenger per the spec.
+
+    Through the serving service, as any client: the document, Serve's REST API, the aliases.
+    """
     serve_spec = plan.spec.serve
     assert serve_spec is not None
-    if plan.serve_target is None:
+    target = plan.serve_target
+    if target is None or not target.dashboard_url:
         raise FlywheelError("this job's plan has no serving target; submit the experiment again")
     set_model_version_tag(plan.tracking_uri, version, TAG_SERVE_SPEC, serve_spec.model_dump_json())
     emit(ProgressEvent("serve", f"serving {version.name} version {version.version}"))
-    serve_plan = ServePlan(
-        action="rollout", model=version.name, version=version.version, spec=serve_spec,
-        target=plan.serve_target,
-    )  # fmt: skip
-    result = serve_new_version(serve_plan)
-    role = "champion" if result.get("champion") == version.version else "challenger"
-    emit(ProgressEvent("serve", f"version {version.version} serves as {role}: {result}"))
+    store = FileDocumentStore(Path(target.storage_root) / "serving")
+    backend = ServeRestBackend(target.dashboard_url, _cluster_token())
+    service = ServingService(store, backend, target)
+    result = service.serve_new_version(version.name, version.version, serve_spec)
+    if result.mode == "progressive":
+        emit(ProgressEvent("serve", f"progressive rollout of version {version.version}"))
+        result = service.drive(version.name)
+    role = "champion" if result.champion == version.version else "challenger"
+    emit(ProgressEvent("serve", f"version {version.version} serves as {role}"))
+
+
+def _cluster_token() -> str | None:
+    """The cluster token, from the file Ray itself reads (``RAY_AUTH_TOKEN_PATH``)."""
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    if not path or not Path(path).is_file():
+        return None
+    return Path(path).read_text().strip() or None
 
 
 def _search(plan: JobPlan, run: ExperimentRun) -> JobPlan:

@@ -1,7 +1,7 @@
 """The ``serve`` section of an experiment spec: how a registered model is served and rolled out.
 
-Pure pydantic models: no I/O, no ray. The gateway, the model deployments and the rollout driver
-in :mod:`flywheel.runtime.serve` read them; :mod:`flywheel.rollout` makes the decisions.
+Pure pydantic models: no I/O, no ray. They travel in the serving document
+(:mod:`flywheel.serving.document`); :mod:`flywheel.rollout` makes the decisions.
 """
 
 from __future__ import annotations
@@ -19,7 +19,13 @@ RolloutMode = Literal["canary", "shadow", "progressive"]
 class BatchingSpec(StrictModel):
     """Adaptive batching: requests that arrive together run through the model as one batch."""
 
-    enabled: bool = Field(default=True, description="Batch concurrent requests (`@serve.batch`).")
+    enabled: bool = Field(
+        default=False,
+        description=(
+            "Batch concurrent requests (`@serve.batch`). Off by default: one-row requests to a "
+            "small model are answered faster alone (see docs/benchmarks.md)."
+        ),
+    )
     max_batch_size: int = Field(
         default=32, ge=1, le=4096, description="Most requests merged into one model call."
     )
@@ -32,12 +38,23 @@ class BatchingSpec(StrictModel):
 
 
 class AutoscalingSpec(StrictModel):
-    """Replicas of each model version, scaled on the requests in flight."""
+    """Ingress replicas of a served model (each runs every version it serves), scaled on the
+    requests in flight."""
 
     min_replicas: int = Field(default=1, ge=1, description="Replicas kept running at least.")
     max_replicas: int = Field(default=1, ge=1, description="Replicas started at most.")
     target_ongoing_requests: float = Field(
         default=4.0, gt=0.0, description="Requests in flight per replica that autoscaling aims at."
+    )
+    upscale_delay_s: float = Field(
+        default=5.0,
+        ge=0.0,
+        description="Load must call for more replicas this long before one starts.",
+    )
+    downscale_delay_s: float = Field(
+        default=60.0,
+        ge=0.0,
+        description="Load must call for fewer replicas this long before one stops.",
     )
 
     @model_validator(mode="after")
@@ -51,7 +68,7 @@ class AutoscalingSpec(StrictModel):
 
 
 class ServeResourcesSpec(StrictModel):
-    """What each replica of a model version reserves on the cluster."""
+    """What each ingress replica of a served model reserves on the cluster."""
 
     num_cpus: float = Field(
         default=1.0, ge=0.0, description="CPUs per replica (may be a fraction)."
@@ -164,7 +181,7 @@ class MonitorSpec(StrictModel):
 
 
 class ServeSpec(StrictModel):
-    """Serve the registered model at the end of the experiment, behind the OIP v2 gateway.
+    """Serve the registered model at the end of the experiment over OIP v2 (a Serve app per model).
 
     The first version of a model becomes its champion; later ones start as a challenger in the
     rollout mode below.

@@ -1,0 +1,1 @@
+"""Serving, purely: the serving document and its changes, what Serve is asked to run, results."""
