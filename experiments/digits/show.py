@@ -50,11 +50,11 @@ def main() -> None:
         ],
     }  # fmt: skip
     answer = Client(settings).predict(spec.registered_model, request)
-    [output] = answer["outputs"]
-    predicted = np.asarray(output["data"]).reshape(output["shape"]).argmax(axis=1).tolist()
+    [output] = answer.outputs
+    predicted = np.asarray(output.data).reshape(output.shape).argmax(axis=1).tolist()
     print(
         f"POST {settings.serve_url}/v2/models/{spec.registered_model}/infer -> version "
-        f"{answer['model_version']} predicted {predicted} for true labels "
+        f"{answer.model_version} predicted {predicted} for true labels "
         f"{digits.target[:ROWS].tolist()}"
     )
     print(

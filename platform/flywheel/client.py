@@ -51,6 +51,8 @@ from flywheel.tracking import (
 from flywheel.wire import (
     ExperimentView,
     Explanation,
+    FeedbackAnswer,
+    InferenceAnswer,
     QueueView,
     TeamUsage,
     TokenCreated,
@@ -227,18 +229,18 @@ class Client:
 
     def predict(
         self, model: str, request: dict[str, Any] | bytes, version: str | None = None
-    ) -> dict[str, Any]:
-        """Send an OIP v2 inference request (JSON) to the model; returns its response."""
+    ) -> InferenceAnswer:
+        """Send an OIP v2 inference request (JSON) to the model; returns its answer."""
         path = f"/v2/models/{model}" + (f"/versions/{version}" if version else "") + "/infer"
         body = request if isinstance(request, bytes) else json.dumps(request).encode()
-        answer: dict[str, Any] = self._gateway("POST", path, body)
-        return answer
+        return InferenceAnswer.model_validate(self._gateway("POST", path, body))
 
-    def feedback(self, model: str, request_id: str, label: int | float | str) -> dict[str, Any]:
+    def feedback(self, model: str, request_id: str, label: int | float | str) -> FeedbackAnswer:
         """Report the true label of an answered request."""
         body = json.dumps({"id": request_id, "label": label}).encode()
-        answer: dict[str, Any] = self._gateway("POST", f"/v2/models/{model}/feedback", body)
-        return answer
+        return FeedbackAnswer.model_validate(
+            self._gateway("POST", f"/v2/models/{model}/feedback", body)
+        )
 
     def serving(self) -> ServingService:
         """The serving operations on this platform (document store, Serve REST API, registry)."""

@@ -6,6 +6,8 @@ ignored), so that a newer server does not break an older client.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from flywheel.specs.teams import Resources
@@ -135,3 +137,35 @@ class WhoAmI(WireModel):
 
     team: str | None = Field(description="Team of the token; none for the admin.")
     admin: bool = Field(description="Whether the token is the admin's.")
+
+
+class InferenceOutput(BaseModel):
+    """One output tensor of an OIP v2 answer (fields the protocol may add are kept)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str = Field(description="Output name.")
+    datatype: str = Field(description="OIP v2 datatype, e.g. FP32.")
+    shape: list[int] = Field(description="Tensor shape.")
+    data: list[Any] = Field(default_factory=list, description="Row-major values.")
+
+
+class InferenceAnswer(BaseModel):
+    """An OIP v2 inference answer from the model gateway (fields it may add are kept)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    model_name: str = Field(description="The model that answered.")
+    model_version: str = Field(description="The version that answered.")
+    id: str | None = Field(default=None, description="The request's id, echoed.")
+    outputs: list[InferenceOutput] = Field(default_factory=list, description="Output tensors.")
+
+
+class FeedbackAnswer(WireModel):
+    """What the gateway recorded for a reported label."""
+
+    id: str = Field(description="The answered request's id.")
+    model_version: str = Field(description="The version that answered it.")
+    correct: bool | None = Field(
+        default=None, description="Whether its prediction was right; none if it had no class."
+    )

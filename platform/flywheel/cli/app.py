@@ -287,7 +287,7 @@ def predict(
         body = json.loads(text)
     except json.JSONDecodeError as e:
         raise ServeInputError(f"{request}: not valid JSON: {e}") from e
-    render.json_out(Client().predict(model, body, version))
+    render.json_out(Client().predict(model, body, version).model_dump(mode="json"))
 
 
 @app.command()
@@ -298,7 +298,7 @@ def feedback(
 ) -> None:
     """Report the true label of an answered request (online accuracy per version)."""
     value: int | float | str = int(label) if label.lstrip("-").isdigit() else label
-    render.json_out(Client().feedback(model, request_id, value))
+    render.json_out(Client().feedback(model, request_id, value).model_dump(mode="json"))
 
 
 @app.command()
