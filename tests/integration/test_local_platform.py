@@ -24,6 +24,7 @@ from ray.job_submission import JobStatus, JobSubmissionClient
 
 from flywheel.errors import PlatformError, PortInUseError
 from flywheel.local import (
+    CONTROL_PLANE,
     MLFLOW,
     RAY,
     EmbeddedPlatform,
@@ -60,7 +61,8 @@ def test_status_reports_urls_and_healthy_components(
     assert state["mlflow_url"] == platform_settings.tracking_uri
     assert state["ray_auth_token_path"] == str(platform_settings.ray_auth_token_path)
     assert state["home"] == str(platform_settings.home)
-    assert [c["name"] for c in state["components"]] == [RAY, MLFLOW]
+    assert state["control_plane"] == platform_settings.control_url
+    assert [c["name"] for c in state["components"]] == [RAY, MLFLOW, CONTROL_PLANE]
     for component in state["components"]:
         assert component["healthy"] is True, component
         assert component["detail"] == "running"
@@ -88,7 +90,7 @@ def test_second_up_starts_nothing(
     result = EmbeddedPlatform(platform_settings).up(timeout_s=30)
 
     assert result.started == ()
-    assert result.already_running == (RAY, MLFLOW)
+    assert result.already_running == (RAY, MLFLOW, CONTROL_PLANE)
     assert [c.pid for c in result.status.components] == [
         c.pid for c in embedded_platform.components
     ]
@@ -154,6 +156,7 @@ def test_a_driver_with_ray_client_env_connects_to_the_gcs(
         ("mlflow_port", "FLYWHEEL_MLFLOW_PORT"),
         ("ray_dashboard_port", "FLYWHEEL_RAY_DASHBOARD_PORT"),
         ("ray_gcs_port", "FLYWHEEL_RAY_GCS_PORT"),
+        ("control_plane_port", "FLYWHEEL_CONTROL_PLANE_PORT"),
     ],
 )
 def test_a_taken_port_is_named_and_nothing_starts(
@@ -210,10 +213,10 @@ def test_down_stops_what_up_started_and_up_ignores_stale_pid_files(
     finally:
         stopped = platform.down()
 
-    assert started.started == (RAY, MLFLOW)
+    assert started.started == (RAY, MLFLOW, CONTROL_PLANE)
     assert started.already_running == ()
     assert started.status.running
-    assert stopped == (RAY, MLFLOW)
+    assert stopped == (RAY, MLFLOW, CONTROL_PLANE)
     pids = [c.pid for c in started.status.components if c.pid is not None]
     assert not [pid for pid in pids if _is_running(pid)]
     _assert_nothing_runs(settings)
@@ -233,7 +236,7 @@ def _write_stale_pid_files(home: Path) -> None:
     finished = subprocess.Popen(["true"])
     finished.wait()
     (home / "run").mkdir(parents=True)
-    for name in (RAY, MLFLOW):
+    for name in (RAY, MLFLOW, CONTROL_PLANE):
         (home / "run" / f"{name}.pid").write_text(f"{finished.pid}\n")
 
 
@@ -243,7 +246,7 @@ def _assert_nothing_runs(settings: Settings) -> None:
     assert _processes_of(settings.home) == []
     status = EmbeddedPlatform(settings).status()
     assert not status.running
-    assert [c.detail for c in status.components] == ["not running", "not running"]
+    assert [c.detail for c in status.components] == ["not running"] * 3
 
 
 def _processes_of(home: Path) -> list[int]:
