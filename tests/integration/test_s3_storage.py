@@ -118,7 +118,7 @@ def test_a_search_on_s3_is_stopped_resumed_and_keeps_everything_in_the_bucket(
     assert len(after) == 5, "the budget of the stage is met exactly"
     assert before.items() <= after.items(), "finished trials were kept, not run again"
     keys = s3_platform.server.keys(s3_platform.bucket)
-    second = next(j.job_id for j in client.jobs() if j.experiment == "s3-resume")
+    second = next(j.id for j in client.jobs() if j.name == "s3-resume")
     for job_id in (first, second):
         assert is_complete_tree(f"{s3_platform.root}/bundles/{job_id}")
     assert any(k.startswith("fw/search/testing/s3-resume/tune/") for k in keys)
@@ -153,7 +153,7 @@ def test_an_s3_outage_mid_run_is_ridden_out_or_fails_cleanly_and_resumes(
     if final.state != "SUCCEEDED":  # failed cleanly: then it must resume
         result = run_cli(s3_platform.settings, "resume", "s3-outage", "--team", "testing")
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        resumed = next(j.job_id for j in client.jobs() if j.experiment == "s3-outage")
+        resumed = next(j.id for j in client.jobs() if j.name == "s3-outage")
         final = list(client.follow(resumed, poll_s=1))[-1].job
     assert final.state == "SUCCEEDED", final.message
     journal = f"{s3_platform.root}/search/testing/s3-outage/journal"
