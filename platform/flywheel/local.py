@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -32,6 +33,7 @@ import httpx
 from pydantic import SecretStr
 
 from flywheel.errors import PlatformError, PortInUseError
+from flywheel.haproxy import direct_ingress_env, haproxy_binary, haproxy_folder, write_launcher
 from flywheel.settings import Settings
 from flywheel.storage_layout import StorageLayout
 
@@ -171,6 +173,7 @@ class EmbeddedPlatform:
             if component not in running:
                 component.pid_path.unlink(missing_ok=True)
         self._stop(running, timeout_s)
+        shutil.rmtree(haproxy_folder(self._settings), ignore_errors=True)
         return tuple(c.name for c in running)
 
     def status(self) -> PlatformStatus:
@@ -198,6 +201,9 @@ class EmbeddedPlatform:
             folder.mkdir(parents=True, exist_ok=True)
         if component.name == RAY:
             _ensure_token(self._settings.ray_auth_token_path)
+            if self._settings.serve_direct_ingress:
+                launcher = haproxy_launcher_path(self._home)
+                write_launcher(launcher, self._settings.host, haproxy_binary())
         executable = Path(sys.executable).parent / component.program
         if not executable.is_file():
             raise PlatformError(f"{executable} not found; install flywheel into this environment")
@@ -352,7 +358,13 @@ class _Component:
 def _ray_component(settings: Settings, home: Path) -> _Component:
     host, url = settings.host, f"http://{settings.host}:{settings.ray_dashboard_port}"
     temp_dir = settings.resolved_ray_temp_dir.expanduser().absolute()
-    port_fields = ("ray_gcs_port", "ray_dashboard_port", "ray_client_port", "ray_agent_port")
+    port_fields: tuple[str, ...] = (
+        "ray_gcs_port", "ray_dashboard_port", "ray_client_port", "ray_agent_port",
+    )  # fmt: skip
+    if settings.serve_direct_ingress:
+        port_fields += (
+            "serve_haproxy_stats_port", "serve_haproxy_metrics_port", "serve_fallback_port",
+        )  # fmt: skip
     ports = {field: int(getattr(settings, field)) for field in port_fields}
     args = [
         "start", "--head", "--block", f"--node-ip-address={host}",
@@ -370,6 +382,7 @@ def _ray_component(settings: Settings, home: Path) -> _Component:
         "RAY_USAGE_STATS_ENABLED": "0",
         # Nothing to drain on a local head; by default SIGTERM waits up to 30 s for the raylet.
         "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
+        **direct_ingress_env(settings, haproxy_launcher_path(home)),
     }
     # The Jobs API answers (with the token), and the agent the raylet starts says it is alive.
     agent_health_url = f"http://{host}:{settings.ray_agent_port}/api/local_raylet_healthz"
@@ -395,6 +408,11 @@ def _mlflow_component(settings: Settings, home: Path) -> _Component:
         {"mlflow_port": settings.mlflow_port}, args, env, (home / "mlflow",), store_uri,
         home / "run" / "mlflow.pid", home / "logs" / "mlflow.log",
     )  # fmt: skip
+
+
+def haproxy_launcher_path(home: Path) -> Path:
+    """The script Serve starts HAProxy through (see :mod:`flywheel.haproxy`)."""
+    return home / "run" / "haproxy-launcher"
 
 
 def mlflow_artifacts_destination(settings: Settings) -> str:

@@ -54,6 +54,22 @@ class Settings(BaseSettings):
     serve_port: int = Field(
         default=8000, description="Port of the model gateway (Ray Serve HTTP proxy, OIP v2)."
     )
+    serve_direct_ingress: bool = Field(
+        default=True,
+        description="Serve requests through HAProxy straight to the ingress replicas (Serve's "
+        "direct ingress, one hop); false: through Serve's Python proxy.",
+    )
+    serve_haproxy_stats_port: int = Field(
+        default=8404, description="HAProxy statistics page port (direct ingress only)."
+    )
+    serve_haproxy_metrics_port: int = Field(
+        default=9101, description="HAProxy Prometheus exporter port (direct ingress only)."
+    )
+    serve_fallback_port: int = Field(
+        default=8500,
+        description="Port of Serve's fallback HTTP proxy, which HAProxy uses while no ingress "
+        "replica is ready (direct ingress only).",
+    )
     serve_max_request_bytes: int = Field(
         default=4 * 1024 * 1024,
         ge=1024,

@@ -30,6 +30,9 @@ PORT_FIELDS = (
     "ray_agent_port",
     "mlflow_port",
     "serve_port",
+    "serve_haproxy_stats_port",
+    "serve_haproxy_metrics_port",
+    "serve_fallback_port",
     "control_plane_port",
 )
 

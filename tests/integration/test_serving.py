@@ -11,16 +11,21 @@ model stays deployed across the module's tests, which run in order, and is undep
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import os
+import signal
+import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
+import psutil
 import pytest
 import tritonclient.http as triton
 from mlflow import MlflowClient
@@ -175,6 +180,67 @@ def test_plain_http_inference_answers_with_the_version(served: Client, http: htt
     assert (predicted == DIGITS.target[:20]).mean() >= 0.7  # 3 epochs: a real, if young, model
     by_version = http.post(f"/v2/models/{MODEL}/versions/1/infer", json=infer_body(PIXELS[:1]))
     assert by_version.json()["model_version"] == "1"
+
+
+def test_every_http_listener_of_the_platform_is_on_loopback(
+    served: Client, platform_settings: Settings, http: httpx.Client
+) -> None:
+    """Lists every TCP listener that a process of the platform opened while a model is served
+    through HAProxy: none answers HTTP on a non-loopback address. Replicas' inter-deployment gRPC
+    servers listen on all interfaces (hard-coded in Ray 2.60) and speak no HTTP/1."""
+    assert http.get(f"/v2/models/{MODEL}/ready").status_code == 200
+    found = platform_listeners(platform_settings.home)
+    names = {name for _, _, name in found}
+    assert "haproxy" in names, found  # the gateway is HAProxy: direct ingress is on
+    ports = {port for _, port, _ in found}
+    assert {platform_settings.serve_port, platform_settings.serve_haproxy_stats_port} <= ports
+    exposed = [(ip, port, name) for ip, port, name in found if not is_loopback(ip)]
+    answering = [(ip, port, name) for ip, port, name in exposed if answers_http(port)]
+    assert answering == [], f"HTTP on a non-loopback address: {answering} (all: {found})"
+    assert "haproxy" not in {name for _, _, name in exposed}
+
+
+def platform_listeners(home: Path) -> list[tuple[str, int, str]]:
+    """(address, port, process name) of every listening TCP socket of the platform's processes."""
+    roots = [int(p.read_text()) for p in (home / "run").glob("*.pid")]
+    pids = {pid for root in roots for pid in (root, *descendants(root))}
+    return sorted(
+        (c.laddr.ip, c.laddr.port, psutil.Process(c.pid).name())
+        for c in psutil.net_connections(kind="tcp")
+        if c.status == psutil.CONN_LISTEN and c.pid in pids
+    )
+
+
+def descendants(pid: int) -> list[int]:
+    try:
+        return [child.pid for child in psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def is_loopback(ip: str) -> bool:
+    address = ipaddress.ip_address(ip)
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+def answers_http(port: int) -> bool:
+    """Whether a socket listening on all interfaces answers an HTTP/1.1 request on this
+    machine's first non-loopback address (on loopback where the machine has none)."""
+    with socket.create_connection((non_loopback_address(), port), timeout=3) as connection:
+        connection.sendall(b"GET / HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n")
+        try:
+            return connection.recv(5) == b"HTTP/"
+        except OSError:  # reset or timed out: no HTTP answer
+            return False
+
+
+def non_loopback_address() -> str:
+    for addresses in psutil.net_if_addrs().values():
+        for address in addresses:
+            if address.family == socket.AF_INET and not is_loopback(address.address):
+                return address.address
+    return "127.0.0.1"
 
 
 def test_tritonclient_with_its_defaults_against_every_endpoint(
@@ -455,3 +521,58 @@ def test_cli_serves_and_rejects_bad_input_with_exit_2(
         assert result.returncode == 2, (args, result.stdout, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert roles(served) == before
+
+
+SCALING = ServeSpec.model_validate(
+    {
+        "resources": {"num_cpus": 0.1},
+        "autoscaling": {
+            "min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 1,
+            "upscale_delay_s": 1, "downscale_delay_s": 5,
+        },
+    }
+)  # fmt: skip
+
+
+def test_autoscaling_adds_a_replica_under_load_survives_a_killed_one_and_scales_down(
+    served: Client, platform_settings: Settings
+) -> None:
+    """Load from 6 threads asks for a second replica; one replica is then SIGKILLed under that
+    load (HAProxy retries and the other replica answer; the failures are counted and reported);
+    without load the deployment goes back to one replica. Cost: about a minute."""
+    served.deploy(MODEL, version=new_version(platform_settings, seed=11, spec=SCALING))
+    assert replica_pids(platform_settings) and len(replica_pids(platform_settings)) == 1
+    with Load(platform_settings, threads=6) as load:
+        wait_for(lambda: len(replica_pids(platform_settings)) == 2, 120, "a second replica")
+        answered_before_kill = sum(load.versions.values())
+        failures_before_kill = len(load.failures)
+        os.kill(replica_pids(platform_settings)[0], signal.SIGKILL)
+        wait_for(lambda: sum(load.versions.values()) > answered_before_kill + 100, 60, "answers")
+        wait_for(lambda: len(replica_pids(platform_settings)) == 2, 120, "the replacement")
+    failed = len(load.failures) - failures_before_kill
+    answered = sum(load.versions.values())
+    print(f"replica killed under load: {failed} failed of {answered + failed} requests")
+    assert failures_before_kill == 0, load.failures[:3]
+    assert failed <= 0.05 * (answered + failed), load.failures[:5]
+    wait_for(lambda: len(replica_pids(platform_settings)) == 1, 120, "scaling down to one")
+    served.deploy(MODEL, version="1")
+
+
+def replica_pids(settings: Settings) -> list[int]:
+    """Pids of the running ingress replicas of MODEL, from Serve's REST API."""
+    token = read_ray_auth_token(settings)
+    answer = httpx.get(
+        f"{settings.jobs_url}/api/serve/applications/",
+        headers={"Authorization": f"Bearer {token}"}, timeout=10, trust_env=False,
+    )  # fmt: skip
+    answer.raise_for_status()
+    app = answer.json()["applications"][f"model-{MODEL}"]
+    replicas = app["deployments"]["ingress"]["replicas"]
+    return sorted(int(r["pid"]) for r in replicas if r["state"] == "RUNNING")
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what} within {timeout_s:.0f} s"
+        time.sleep(0.5)
