@@ -21,7 +21,9 @@ ROWS = 8
 def main() -> None:
     settings = Settings()
     spec = load_spec(SPEC)
-    client = MlflowClient(settings.tracking_uri)
+    flywheel = Client(settings)
+    cluster = flywheel.cluster()  # where this cluster tracks runs and serves models
+    client = MlflowClient(cluster.tracking_uri)
     experiment = client.get_experiment_by_name(spec.mlflow_experiment)
     if experiment is None:
         raise SystemExit(f"no MLflow experiment {spec.mlflow_experiment!r}: submit {SPEC} first")
@@ -49,21 +51,21 @@ def main() -> None:
              "data": images.reshape(-1).tolist()}
         ],
     }  # fmt: skip
-    answer = Client(settings).predict(spec.registered_model, request)
+    answer = flywheel.predict(spec.registered_model, request)
     [output] = answer.outputs
     predicted = np.asarray(output.data).reshape(output.shape).argmax(axis=1).tolist()
     print(
-        f"POST {settings.serve_url}/v2/models/{spec.registered_model}/infer -> version "
+        f"POST {cluster.serve_url}/v2/models/{spec.registered_model}/infer -> version "
         f"{answer.model_version} predicted {predicted} for true labels "
         f"{digits.target[:ROWS].tolist()}"
     )
     print(
-        f"MLflow UI:     {settings.tracking_uri}/#/experiments/"
+        f"MLflow UI:     {cluster.tracking_uri}/#/experiments/"
         f"{experiment.experiment_id}/runs/{run.info.run_id}"
     )
     print(f"Ray dashboard: {settings.jobs_url}  (token: {settings.ray_auth_token_path})")
     print(
-        f"Model gateway: {settings.serve_url}/v2/models/{spec.registered_model}  (flywheel models)"
+        f"Model gateway: {cluster.serve_url}/v2/models/{spec.registered_model}  (flywheel models)"
     )
     print("Stop the platform with: .venv/bin/flywheel down")
 

@@ -23,6 +23,9 @@ from flywheel.errors import (
     JobNotFoundError,
     PermissionDeniedError,
     PlatformError,
+    ServeConflictError,
+    ServeError,
+    ServeInputError,
     SpecError,
     SpecProblem,
     TeamNotFoundError,
@@ -116,7 +119,8 @@ _KINDS: dict[str, type[FlywheelError]] = {
     kind.__name__: kind
     for kind in (
         AuthenticationError, PermissionDeniedError, BundleError, BundleTooLargeError, JobError,
-        JobNotFoundError, PlatformError, TeamNotFoundError, AccessError,
+        JobNotFoundError, PlatformError, TeamNotFoundError, AccessError, ServeError,
+        ServeInputError, ServeConflictError,
     )
 }  # fmt: skip
 

@@ -1,8 +1,8 @@
 """The public facade the CLI and SDK users call: validate, submit, watch and stop experiments.
 
-Experiments go through the control plane (HTTP, with the team token of the settings). Serving
-operations call the serving service (:mod:`flywheel.serving_service`: the serving document, Serve's
-REST API, the registry) directly until they move behind the control plane too.
+Experiments and serving operations go through the control plane (HTTP, with the team token of
+the settings); it alone holds the Ray token. Inference goes to the model gateway whose address
+the control plane gives (``cluster()``).
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ import httpx
 from flywheel.alerts import read_alert, record_check
 from flywheel.api_client import ControlPlaneApi
 from flywheel.backends.base import BUNDLE_EXCLUDES
-from flywheel.backends.documents import FileDocumentStore
-from flywheel.backends.serving import ServeRestBackend
 from flywheel.errors import JobError, ServeError, ServeInputError
 from flywheel.monitoring import MonitorReport, monitor_report
 from flywheel.plans import JobPlan, new_job_id, spec_to_job_plan
@@ -30,8 +28,6 @@ from flywheel.profiles import TrainingProfile
 from flywheel.progress import ProgressEvent, parse_progress
 from flywheel.readiness import READINESS_FILE, Evidence, ReadinessReport, readiness_report
 from flywheel.request_log import read_feedback, read_requests
-from flywheel.rollout import serve_target
-from flywheel.serving_service import ServedVersion, ServeResult, ServingService
 from flywheel.settings import Settings
 from flywheel.snapshots import SnapshotManifest, read_manifest
 from flywheel.specs.experiment import ExperimentSpec
@@ -49,17 +45,23 @@ from flywheel.tracking import (
     version_record,
 )
 from flywheel.wire import (
+    ClusterView,
     ExperimentView,
     Explanation,
     FeedbackAnswer,
     InferenceAnswer,
     QueueView,
+    RolloutStep,
+    ServedVersion,
+    ServeResult,
     TeamUsage,
     TokenCreated,
     WhoAmI,
 )
 
 _GATEWAY_TIMEOUT_S = 30.0
+#: A serving operation waits until Serve runs it (up to 300 s), twice when it must restore.
+_SERVING_TIMEOUT_S = 660.0
 
 __all__ = ["Client", "JobUpdate", "ServeResult", "ServedVersion", "SnapshotReport"]
 
@@ -93,7 +95,7 @@ class Client:
     ) -> None:
         self.settings = settings or Settings()
         self._api = ControlPlaneApi(self.settings, http)
-        self._serving: ServingService | None = None
+        self._cluster: ClusterView | None = None
 
     def validate(self, spec_path: str | Path) -> ExperimentSpec:
         """Validate a spec file and its task code; raise SpecError with every problem."""
@@ -191,7 +193,8 @@ class Client:
         self, model: str, version: str | None = None, alias: str | None = None
     ) -> ServeResult:
         """Serve ``version`` (or the one ``alias`` names, else the latest) as champion."""
-        return self.serving().deploy(model, version, alias)
+        body = {"version": version, "alias": alias}
+        return self._serve(f"/models/{model}/deploy", body)
 
     def rollout(
         self, model: str, version: str, mode: RolloutMode, canary_percent: float | None = None,
@@ -202,30 +205,46 @@ class Client:
         A progressive rollout then runs its steps; with ``wait`` this drives it until it
         promotes or rolls back (``drive_rollout`` continues one whose controller stopped).
         """
-        started = self.serving().rollout(model, version, mode, canary_percent)
+        body = {"version": version, "mode": mode, "canary_percent": canary_percent}
+        started = self._serve(f"/models/{model}/rollout", body)
         if mode != "progressive" or not wait:
             return started
         return self.drive_rollout(model)
 
-    def drive_rollout(self, model: str) -> ServeResult:
-        """Run ``model``'s progressive rollout from its stored step until it ends."""
-        return self.serving().drive(model)
+    def drive_rollout(self, model: str, poll_s: float = 1.0) -> ServeResult:
+        """Run ``model``'s progressive rollout from its stored step until it ends: the control
+        plane judges each step; its state lives in the serving document, so any caller can go
+        on where another stopped."""
+        while True:
+            judged = self._api.call(
+                "POST", f"/models/{model}/step", RolloutStep, timeout=_SERVING_TIMEOUT_S
+            )
+            if judged.ended and judged.result is not None:
+                return judged.result
+            time.sleep(poll_s)
 
     def promote(self, model: str) -> ServeResult:
         """Make ``model``'s challenger the champion (route and MLflow alias)."""
-        return self.serving().promote(model)
+        return self._serve(f"/models/{model}/promote")
 
     def rollback(self, model: str) -> ServeResult:
         """Remove ``model``'s challenger; the champion answers everything."""
-        return self.serving().rollback(model)
+        return self._serve(f"/models/{model}/rollback")
 
     def undeploy(self, model: str) -> ServeResult:
         """Stop serving ``model``."""
-        return self.serving().undeploy(model)
+        return self._serve(f"/models/{model}/undeploy")
 
     def models(self) -> list[ServedVersion]:
-        """Served versions: role, traffic split, replicas, request rate, online accuracy."""
-        return self.serving().models()
+        """Served versions of the team's models: role, traffic split, replicas, request rate,
+        online accuracy."""
+        return self._api.call_list("/models", ServedVersion)
+
+    def cluster(self) -> ClusterView:
+        """Where the cluster serves models, tracks runs and stores data (asked once)."""
+        if self._cluster is None:
+            self._cluster = self._api.call("GET", "/cluster", ClusterView)
+        return self._cluster
 
     def predict(
         self, model: str, request: dict[str, Any] | bytes, version: str | None = None
@@ -241,14 +260,6 @@ class Client:
         return FeedbackAnswer.model_validate(
             self._gateway("POST", f"/v2/models/{model}/feedback", body)
         )
-
-    def serving(self) -> ServingService:
-        """The serving operations on this platform (document store, Serve REST API, registry)."""
-        if self._serving is None:
-            store = FileDocumentStore(Path(self.settings.storage_root) / "serving")
-            backend = ServeRestBackend(self.settings.jobs_url, self._ray_token())
-            self._serving = ServingService(store, backend, serve_target(self.settings))
-        return self._serving
 
     def data(self, experiment: str) -> list[SnapshotReport]:
         """The data snapshots of ``experiment`` with the runs that used each, newest first."""
@@ -340,14 +351,15 @@ class Client:
             yield _update(experiment, [partial], last)
 
     def _gateway(self, method: str, path: str, body: bytes | None = None) -> Any:
-        url = f"{self.settings.serve_url}{path}"
+        serve_url = self.cluster().serve_url
+        url = f"{serve_url}{path}"
         headers = {"content-type": "application/json"}
         try:
             with httpx.Client(timeout=_GATEWAY_TIMEOUT_S, trust_env=False) as http:
                 response = http.request(method, url, content=body, headers=headers)
         except httpx.HTTPError as e:
             raise ServeError(
-                f"no model gateway at {self.settings.serve_url} ({type(e).__name__}); "
+                f"no model gateway at {serve_url} ({type(e).__name__}); "
                 "deploy a model with `flywheel deploy`"
             ) from e
         if response.status_code == httpx.codes.NOT_FOUND and path == "/flywheel/models":
@@ -357,11 +369,10 @@ class Client:
             raise kind(f"{method} {path}: HTTP {response.status_code}: {_error_text(response)}")
         return response.json()
 
-    def _ray_token(self) -> str | None:
-        if self.settings.ray_auth_token is not None:
-            return self.settings.ray_auth_token.get_secret_value()
-        path = self.settings.ray_auth_token_path
-        return path.read_text().strip() if path.is_file() else None
+    def _serve(self, path: str, body: dict[str, Any] | None = None) -> ServeResult:
+        return self._api.call(
+            "POST", path, ServeResult, json=body or {}, timeout=_SERVING_TIMEOUT_S
+        )
 
 
 def bundle_folder(folder: Path, archive: Any) -> None:

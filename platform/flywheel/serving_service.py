@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -48,6 +47,7 @@ from flywheel.tracking import (
     resolve_model_version,
     set_alias,
 )
+from flywheel.wire import ServedVersion, ServeResult
 
 #: How long Serve may take to run a new document (a new version loads from the registry).
 READY_TIMEOUT_S = 300.0
@@ -56,38 +56,6 @@ _STATS_TIMEOUT_S = 10.0
 _STATS_LIST = TypeAdapter(list[VersionStats])
 #: Deployment states in which every replica runs the latest config (autoscaling may go on).
 _STEADY = frozenset({"HEALTHY", "UPSCALING", "DOWNSCALING"})
-
-
-@dataclass(frozen=True)
-class ServeResult:
-    """What a serving operation left: the model's champion and challenger, and how long it took."""
-
-    action: str
-    model: str
-    generation: int
-    champion: str | None
-    challenger: str | None
-    mode: RolloutMode | None
-    challenger_percent: float
-    elapsed_s: float
-    decision: str | None = None  # a progressive rollout's end: promote or rollback
-    reason: str | None = None
-
-    @property
-    def versions(self) -> tuple[str, ...]:
-        return tuple(v for v in (self.champion, self.challenger) if v is not None)
-
-
-@dataclass(frozen=True)
-class ServedVersion:
-    """One served version: its role, traffic share, replicas and what was observed of it."""
-
-    model: str
-    version: str
-    role: str
-    traffic_percent: float
-    replicas: int
-    stats: VersionStats
 
 
 class ServingService:
@@ -157,7 +125,12 @@ class ServingService:
                 observed = stats.get((name, version)) or VersionStats(model=name, version=version)
                 listed.append(
                     ServedVersion(
-                        name, version, role, served.traffic_percent(version), replicas, observed
+                        model=name,
+                        version=version,
+                        role=role,
+                        traffic_percent=served.traffic_percent(version),
+                        replicas=replicas,
+                        stats=observed,
                     )
                 )
         return listed
@@ -360,7 +333,7 @@ def _result(
 
 
 def _with_decision(result: ServeResult, decision: str, reason: str) -> ServeResult:
-    return ServeResult(**{**result.__dict__, "decision": decision, "reason": reason})
+    return result.model_copy(update={"decision": decision, "reason": reason})
 
 
 __all__ = ["ROOT_APP", "ServeResult", "ServedVersion", "ServingService"]

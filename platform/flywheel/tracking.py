@@ -322,6 +322,27 @@ def resolve_model_version(
     return str(max(int(v.version) for v in versions)) if versions else None
 
 
+def model_team(tracking_uri: str, name: str) -> str | None:
+    """The team that owns registered model ``name``: the ``flywheel.team`` tag of the run that
+    produced its latest version. None when the model is unknown or was registered outside an
+    experiment (then only the admin may serve it)."""
+    client = MlflowClient(tracking_uri)
+    try:
+        versions = client.search_model_versions(f"name='{name}'")
+    except MlflowException:
+        return None
+    if not versions:
+        return None
+    latest = max(versions, key=lambda v: int(v.version))
+    if not latest.run_id:
+        return None
+    try:
+        team = client.get_run(latest.run_id).data.tags.get(TAG_TEAM)
+    except MlflowException:
+        return None
+    return str(team) if team else None
+
+
 def set_alias(tracking_uri: str, name: str, alias: str, version: str) -> None:
     """Point ``alias`` of model ``name`` at ``version``."""
     MlflowClient(tracking_uri).set_registered_model_alias(name, alias, version)

@@ -10,6 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from flywheel.serving.stats import VersionStats
+from flywheel.specs.serving import RolloutMode
 from flywheel.specs.teams import Resources
 
 
@@ -169,3 +171,50 @@ class FeedbackAnswer(WireModel):
     correct: bool | None = Field(
         default=None, description="Whether its prediction was right; none if it had no class."
     )
+
+
+class ServeResult(WireModel):
+    """What a serving operation left: the model's champion and challenger, and how long it took."""
+
+    action: str = Field(description="The operation: deploy, start canary, promote, ...")
+    model: str = Field(description="Registered model name.")
+    generation: int = Field(description="Generation of the serving document after it.")
+    champion: str | None = Field(description="Champion version (None: not served).")
+    challenger: str | None = Field(description="Challenger version, when there is one.")
+    mode: RolloutMode | None = Field(description="The challenger's mode.")
+    challenger_percent: float = Field(description="Traffic share of the challenger, in %.")
+    elapsed_s: float = Field(description="Seconds the operation took.")
+    decision: str | None = Field(
+        default=None, description="A progressive rollout's end: promote or rollback."
+    )
+    reason: str | None = Field(default=None, description="Why the rollout ended so.")
+
+    @property
+    def versions(self) -> tuple[str, ...]:
+        return tuple(v for v in (self.champion, self.challenger) if v is not None)
+
+
+class ServedVersion(WireModel):
+    """One served version: its role, traffic share, replicas and what was observed of it."""
+
+    model: str = Field(description="Registered model name.")
+    version: str = Field(description="Model version.")
+    role: str = Field(description="champion, canary, shadow or progressive.")
+    traffic_percent: float = Field(description="Share of the model's requests it answers, in %.")
+    replicas: int = Field(description="Running ingress replicas of the model.")
+    stats: VersionStats = Field(description="Requests, latency and accuracy observed.")
+
+
+class RolloutStep(WireModel):
+    """One judgement of a progressive rollout's current step."""
+
+    ended: bool = Field(description="True when the rollout ended (or none runs).")
+    result: ServeResult | None = Field(description="The final result, once it ended.")
+
+
+class ClusterView(WireModel):
+    """Facts only the cluster knows, for clients."""
+
+    serve_url: str = Field(description="Base URL of the model gateway (OIP v2).")
+    tracking_uri: str = Field(description="MLflow tracking URI.")
+    storage_root: str = Field(description="The cluster's default storage root.")

@@ -476,7 +476,10 @@ def test_progressive_rollout_walks_its_steps_on_live_traffic_and_promotes(
     version = new_version(platform_settings, seed=7, spec=spec)
     store = FileDocumentStore(Path(platform_settings.storage_root) / "serving")
     rules = store.read().models[MODEL].serve.model_copy(update={"rollout": spec.rollout})
-    served.serving().deploy(MODEL, version="1", spec=rules)  # the model's rules: its deploy's
+    # The control plane deploys with the version's stored rules; these rules need the service.
+    backend = ServeRestBackend(platform_settings.jobs_url, read_ray_auth_token(platform_settings))
+    cluster_side = ServingService(store, backend, serve_target(platform_settings))
+    cluster_side.deploy(MODEL, version="1", spec=rules)
     with Load(platform_settings, threads=1) as load:
         started = served.rollout(MODEL, version, "progressive", wait=False)
         assert started.challenger_percent == 50.0

@@ -299,11 +299,11 @@ def _model_table(model: str, versions: list[ServedVersion]) -> Table:
 
 def served_version_dict(version: ServedVersion) -> dict[str, Any]:
     """A served version as JSON for `flywheel models --json`."""
-    return {**asdict(version), "stats": version.stats.model_dump(mode="json")}
+    return version.model_dump(mode="json")
 
 
 def serve_result_dict(result: ServeResult) -> dict[str, Any]:
-    return {**asdict(result), "versions": list(result.versions)}
+    return {**result.model_dump(mode="json"), "versions": list(result.versions)}
 
 
 def snapshots(reports: list[SnapshotReport]) -> None:

@@ -9,15 +9,22 @@ from __future__ import annotations
 import functools
 import logging
 import sys
+from pathlib import Path
 
 import uvicorn
 
+from flywheel.backends.documents import FileDocumentStore
 from flywheel.backends.ray_jobs import RayJobsBackend
+from flywheel.backends.serving import ServeRestBackend
 from flywheel.errors import FlywheelError
+from flywheel.rollout import serve_target
 from flywheel.server.app import create_app
+from flywheel.server.serving import ServingPlane
+from flywheel.serving_service import ServingService
 from flywheel.settings import Settings
 from flywheel.specs.teams import load_teams
-from flywheel.tracking import end_runs_of_job
+from flywheel.tracking import end_runs_of_job, model_team
+from flywheel.wire import ClusterView
 
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -35,9 +42,23 @@ def main() -> int:
     token = _ray_token(settings)
     backend = RayJobsBackend(settings.jobs_url, token, settings.ray_num_cpus)
     end_runs = functools.partial(end_runs_of_job, settings.tracking_uri)
-    app = create_app(settings, teams, backend, end_runs=end_runs)
+    app = create_app(settings, teams, backend, end_runs=end_runs, serving=serving_plane(settings))
     uvicorn.run(app, host=settings.host, port=settings.control_plane_port, log_level="info")
     return 0
+
+
+def serving_plane(settings: Settings) -> ServingPlane:
+    """The serving service on this cluster: the document under the storage root, Serve's REST
+    API with the Ray token, the MLflow registry."""
+    store = FileDocumentStore(Path(settings.storage_root) / "serving")
+    backend = ServeRestBackend(settings.jobs_url, _ray_token(settings))
+    service = ServingService(store, backend, serve_target(settings))
+    cluster = ClusterView(
+        serve_url=settings.serve_url, tracking_uri=settings.tracking_uri,
+        storage_root=str(settings.storage_root),
+    )  # fmt: skip
+    owner = functools.partial(model_team, settings.tracking_uri)
+    return ServingPlane(service, owner, cluster)
 
 
 def _ray_token(settings: Settings) -> str | None:

@@ -29,6 +29,9 @@ from flywheel.errors import (
     JobNotFoundError,
     PermissionDeniedError,
     PlatformError,
+    ServeConflictError,
+    ServeError,
+    ServeInputError,
     SpecError,
     TeamNotFoundError,
 )
@@ -37,6 +40,8 @@ from flywheel.server.db import open_database
 from flywheel.server.models import Team
 from flywheel.server.queue import QueueDriver, RunCloser
 from flywheel.server.routes import router
+from flywheel.server.serving import ServingPlane
+from flywheel.server.serving import router as serving_router
 from flywheel.settings import Settings
 from flywheel.specs.teams import TeamsSpec
 from flywheel.wire import ErrorBody, ProblemView
@@ -52,17 +57,18 @@ class ServerContext:
     teams: TeamsSpec
     sessions: sessionmaker[Session]
     backend: ExperimentBackend
+    serving: ServingPlane | None = None  # None: this control plane serves no models
 
 
 def create_app(
     settings: Settings, teams: TeamsSpec, backend: ExperimentBackend, run_queue: bool = True,
-    end_runs: RunCloser | None = None,
+    end_runs: RunCloser | None = None, serving: ServingPlane | None = None,
 ) -> FastAPI:  # fmt: skip
     """The control plane app, its database migrated and its teams synced. The queue driver runs
     while the app's lifespan does; ``run_queue=False`` leaves it to the caller (tests call its
     ``step`` themselves)."""
 
-    context = start_context(settings, teams, backend)
+    context = start_context(settings, teams, backend, serving)
     driver = QueueDriver(context.sessions, teams, backend, settings.queue_interval_s, end_runs)
 
     @asynccontextmanager
@@ -83,6 +89,7 @@ def create_app(
     app.state.context = context
     app.state.driver = driver
     app.include_router(router, prefix=API_PREFIX)
+    app.include_router(serving_router, prefix=API_PREFIX)
     app.add_api_route("/healthz", _healthz, include_in_schema=False)
     _add_error_handlers(app)
     return app
@@ -94,14 +101,15 @@ def _healthz() -> dict[str, str]:
 
 
 def start_context(
-    settings: Settings, teams: TeamsSpec, backend: ExperimentBackend
-) -> ServerContext:
+    settings: Settings, teams: TeamsSpec, backend: ExperimentBackend,
+    serving: ServingPlane | None = None,
+) -> ServerContext:  # fmt: skip
     """Open and migrate the database, sync teams, register the admin token."""
     sessions = open_database(settings.resolved_database_url)
     with sessions.begin() as session:
         sync_teams(session, teams)
         register_token(session, ensure_admin_token(settings.admin_token_path), admin=True)
-    return ServerContext(settings, teams, sessions, backend)
+    return ServerContext(settings, teams, sessions, backend, serving)
 
 
 def sync_teams(session: Session, teams: TeamsSpec) -> None:
@@ -144,6 +152,9 @@ _STATUS: tuple[tuple[type[FlywheelError], int], ...] = (
     (BundleError, 400),
     (SpecError, 400),
     (JobError, 409),
+    (ServeConflictError, 409),
+    (ServeInputError, 400),
+    (ServeError, 503),
     (PlatformError, 503),
     (FlywheelError, 400),
 )

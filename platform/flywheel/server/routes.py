@@ -31,12 +31,12 @@ from flywheel.wire import (
 )
 
 _bearer = HTTPBearer(auto_error=False, description="A team token or the admin token.")
-_ERRORS: dict[int | str, dict[str, Any]] = {
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 503)
 }
 _UPLOAD_CHUNK_BYTES = 1024 * 1024
 
-router = APIRouter(responses=_ERRORS)
+router = APIRouter(responses=ERROR_RESPONSES)
 
 
 def context(request: Request) -> Any:

@@ -9,12 +9,15 @@ from rich.console import Console
 
 from flywheel.cli import render
 from flywheel.serving.stats import VersionStats
-from flywheel.serving_service import ServedVersion
+from flywheel.wire import ServedVersion
 
 
 def version(number: str, role: str, share: float, **stats: object) -> ServedVersion:
     observed = VersionStats.model_validate({"model": "m", "version": number, **stats})
-    return ServedVersion("a-rather-long-model-name-for-digits", number, role, share, 12, observed)
+    return ServedVersion(
+        model="a-rather-long-model-name-for-digits", version=number, role=role,
+        traffic_percent=share, replicas=12, stats=observed,
+    )  # fmt: skip
 
 
 def test_the_table_fits_80_columns_with_every_header_whole(monkeypatch: pytest.MonkeyPatch) -> None:
