@@ -30,6 +30,8 @@ MANAGED_BY = "flywheel"
 TEAM_LABEL = "flywheel.dev/team"
 EXPERIMENT_LABEL = "flywheel.dev/experiment"
 JOB_LABEL = "flywheel.dev/job-id"
+#: Label the control plane puts on a RayJob it stopped (suspended for good, not preempted).
+STOPPED_LABEL = "flywheel.dev/stopped"
 
 #: Quantity map, such as ``{"cpu": "2", "memory": "8Gi", "nvidia.com/gpu": "1"}``.
 Quantities = dict[str, str]

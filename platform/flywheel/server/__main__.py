@@ -1,7 +1,7 @@
 """``python -m flywheel.server``: run the control plane (``flywheel up`` starts it this way).
 
-It reads the settings from the environment, the teams file, and the Ray token file: the control
-plane alone holds the Ray token.
+It reads the settings from the environment and the teams file, and drives the backend they name
+(:mod:`flywheel.server.backend_choice`): the control plane alone holds the Ray token.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import sys
 
 import uvicorn
 
-from flywheel.backends.ray_jobs import RayJobsBackend
 from flywheel.errors import FlywheelError
 from flywheel.server.app import create_app
+from flywheel.server.backend_choice import experiment_backend
 from flywheel.settings import Settings
 from flywheel.specs.teams import load_teams
 from flywheel.tracking import end_runs_of_job
@@ -29,22 +29,14 @@ def main() -> int:
     settings = Settings()
     try:
         teams = load_teams(settings.teams_file)
+        backend = experiment_backend(settings, teams)
     except FlywheelError as e:
         print(f"flywheel control plane: {e}", file=sys.stderr)
         return 2
-    token = _ray_token(settings)
-    backend = RayJobsBackend(settings.jobs_url, token, settings.ray_num_cpus)
     end_runs = functools.partial(end_runs_of_job, settings.tracking_uri)
     app = create_app(settings, teams, backend, end_runs=end_runs)
     uvicorn.run(app, host=settings.host, port=settings.control_plane_port, log_level="info")
     return 0
-
-
-def _ray_token(settings: Settings) -> str | None:
-    if settings.ray_auth_token is not None:
-        return settings.ray_auth_token.get_secret_value()
-    path = settings.ray_auth_token_path
-    return path.read_text().strip() if path.is_file() else None
 
 
 if __name__ == "__main__":
