@@ -13,8 +13,9 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from flywheel.errors import JobNotFoundError
-from flywheel.k8s.objects import STOPPED_LABEL, RayJob
+from flywheel.errors import JobNotFoundError, K8sError
+from flywheel.k8s.objects import STOPPED_LABEL, K8sObject, RayJob, RayService
+from flywheel.k8s.service_status import ServingReconciled, reconcile_service
 from flywheel.k8s.status import JobState, Reconciled, observation_from_documents, reconcile
 
 #: A document as the API server returns it (the edge; parsed leniently in flywheel.k8s.status).
@@ -84,6 +85,17 @@ class KubernetesBackend:
         """Delete the job and its cluster; whether it existed."""
         return self._api.delete_rayjob(namespace, name)
 
+    def apply_serving(self, rayservice: RayService) -> None:
+        """Create or update the RayService: KubeRay applies a new serveConfigV2 in place."""
+        self._api.apply_rayservice(_namespace(rayservice), rayservice.to_manifest())
+
+    def serving_state(self, namespace: str, name: str) -> ServingReconciled:
+        """The RayService's serving state now; raise K8sError if there is none."""
+        document = self._api.get_rayservice(namespace, name)
+        if document is None:
+            raise K8sError(f"there is no RayService {namespace}/{name}: apply the serving first")
+        return reconcile_service(document)
+
 
 @dataclass
 class InMemoryKubeRayApi:
@@ -152,7 +164,7 @@ class InMemoryKubeRayApi:
         self.workloads[(namespace, rayjob_name)] = copy.deepcopy(workload)
 
 
-def _namespace(rayjob: RayJob) -> str:
-    if rayjob.metadata.namespace is None:
-        raise ValueError("a RayJob is rendered into its team's namespace")
-    return rayjob.metadata.namespace
+def _namespace(rendered: K8sObject) -> str:
+    if rendered.metadata.namespace is None:
+        raise ValueError(f"a {rendered.kind} is rendered into a namespace")
+    return rendered.metadata.namespace

@@ -245,6 +245,21 @@ class RayJob(K8sObject):
     spec: RayJobSpec
 
 
+class RayServiceSpec(K8sModel):
+    """``spec`` of a RayService: the Serve applications and the cluster that runs them."""
+
+    serve_config_v2: str = Field(serialization_alias="serveConfigV2")
+    ray_cluster_config: RayClusterSpec
+
+
+class RayService(K8sObject):
+    """Serving: a long-lived Ray cluster that runs the Serve config of the serving document."""
+
+    api_version: Literal["ray.io/v1"] = RAY_API
+    kind: Literal["RayService"] = "RayService"
+    spec: RayServiceSpec
+
+
 # --- Kueue ----------------------------------------------------------------------------------
 
 
