@@ -32,6 +32,12 @@ app = typer.Typer(
 )
 
 _DEFAULT = K8sTarget()
+#: Options of the pods' target, shared by the commands that render Ray clusters.
+Image = Annotated[str, typer.Option(help="Image of the Ray pods.")]
+StorageRoot = Annotated[
+    str, typer.Option(help="s3:// storage root (an experiment keeps an s3:// root of its spec).")
+]
+TrackingUri = Annotated[str, typer.Option(help="MLflow URL as the pods reach it.")]
 
 
 @app.command("render")
@@ -46,13 +52,9 @@ def render_experiment(
     job_id: Annotated[
         str | None, typer.Option(help="Job id (default: a new one, as `submit` makes).")
     ] = None,
-    image: Annotated[str, typer.Option(help="Image of the Ray pods.")] = _DEFAULT.image,
-    storage_root: Annotated[
-        str, typer.Option(help="s3:// storage root, unless the spec names one.")
-    ] = _DEFAULT.storage_root,
-    tracking_uri: Annotated[
-        str, typer.Option(help="MLflow URL as the pods reach it.")
-    ] = _DEFAULT.tracking_uri,
+    image: Image = _DEFAULT.image,
+    storage_root: StorageRoot = _DEFAULT.storage_root,
+    tracking_uri: TrackingUri = _DEFAULT.tracking_uri,
 ) -> None:
     """Print the RayJob an experiment becomes, as YAML."""
     parsed = validate_experiment(spec)
@@ -91,13 +93,9 @@ def render_serving(
     team: Annotated[
         str | None, typer.Option(help="Render a team's RayService (named <team>-serving).")
     ] = None,
-    image: Annotated[str, typer.Option(help="Image of the Ray pods.")] = _DEFAULT.image,
-    storage_root: Annotated[
-        str, typer.Option(help="s3:// storage root the Serve replicas read.")
-    ] = _DEFAULT.storage_root,
-    tracking_uri: Annotated[
-        str, typer.Option(help="MLflow URL as the pods reach it.")
-    ] = _DEFAULT.tracking_uri,
+    image: Image = _DEFAULT.image,
+    storage_root: StorageRoot = _DEFAULT.storage_root,
+    tracking_uri: TrackingUri = _DEFAULT.tracking_uri,
 ) -> None:
     """Print the RayService the serving document becomes, as YAML."""
     settings = Settings()
