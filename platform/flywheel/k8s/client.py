@@ -13,7 +13,7 @@ from typing import Any, cast
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from flywheel.errors import JobNotFoundError, K8sError
+from flywheel.errors import JobNotFoundError, K8sError, PlatformError
 from flywheel.k8s.objects import MANAGED_BY, MANAGED_BY_LABEL, STOPPED_LABEL
 
 _RAY = ("ray.io", "v1", "rayjobs")
@@ -32,7 +32,13 @@ class KubernetesApi:
     @classmethod
     def in_cluster(cls) -> KubernetesApi:
         """The API as the control plane's pod sees it (its mounted ServiceAccount token)."""
-        config.load_incluster_config()
+        try:
+            config.load_incluster_config()
+        except config.ConfigException as e:
+            raise PlatformError(
+                f"cannot reach the Kubernetes API from here ({e}): FLYWHEEL_BACKEND=kubernetes "
+                "works in a pod with a ServiceAccount, as the Helm chart runs the control plane"
+            ) from e
         return cls(client.CustomObjectsApi())
 
     def create_rayjob(self, namespace: str, manifest: dict[str, Any]) -> None:

@@ -131,3 +131,11 @@ def test_capacity_is_what_the_teams_file_grants(tmp_path: Path) -> None:
         InMemoryKubeRayApi(), TEAMS, target_from_settings(k8s_settings(tmp_path))
     )
     assert backend.capacity().cpu == sum(t.quota.cpu for t in TEAMS.teams)
+
+
+def test_outside_a_pod_the_kubernetes_backend_says_where_it_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(PlatformError, match="in a pod with a ServiceAccount"):
+        experiment_backend(k8s_settings(tmp_path), TEAMS)
