@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -124,6 +125,34 @@ class Settings(BaseSettings):
         gt=0.0,
         le=60.0,
         description="How often the control plane's queue driver reconciles and admits.",
+    )
+
+    backend: Literal["local", "kubernetes"] = Field(
+        default="local",
+        description="Where the control plane runs experiments: `local` (the Ray Jobs API of "
+        "one Ray cluster) or `kubernetes` (KubeRay RayJobs admitted by Kueue, in the teams' "
+        "namespaces; the Helm chart sets it).",
+    )
+    job_grace_period_s: int = Field(
+        default=120,
+        ge=1,
+        description="On Kubernetes: terminationGracePeriodSeconds of every pod of a RayJob, the "
+        "time a preempted job has to checkpoint.",
+    )
+    job_ttl_s: int = Field(
+        default=3600,
+        ge=0,
+        description="On Kubernetes: seconds a finished RayJob is kept before KubeRay deletes it.",
+    )
+    job_image: str | None = Field(
+        default=None,
+        description="On Kubernetes: image of the Ray pods of RayJobs and of the RayService "
+        "(default: flywheel's own image tag).",
+    )
+    job_s3_secret: str | None = Field(
+        default=None,
+        description="On Kubernetes: Secret with the AWS_* variables that every Ray pod gets "
+        "(default: `flywheel-s3`).",
     )
 
     @property

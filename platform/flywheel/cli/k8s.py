@@ -1,4 +1,5 @@
-"""``flywheel k8s``: the manifests flywheel would create on Kubernetes, offline (no cluster)."""
+"""``flywheel k8s``: the manifests flywheel would create on Kubernetes, offline (no cluster):
+RayJobs of experiments, the teams' Kueue objects, and the RayService of the serving document."""
 
 from __future__ import annotations
 
@@ -8,12 +9,18 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
+from flywheel.backends.documents import FileDocumentStore
 from flywheel.cli import render
 from flywheel.errors import K8sError
-from flywheel.k8s.manifests import experiment_to_rayjob, teams_to_checked_objects
+from flywheel.k8s.manifests import (
+    experiment_to_rayjob,
+    serving_to_rayservice,
+    teams_to_checked_objects,
+)
 from flywheel.k8s.objects import to_yaml
 from flywheel.k8s.rayjob import K8sTarget
 from flywheel.plans import new_job_id
+from flywheel.serving.document import ServingDocument
 from flywheel.settings import Settings
 from flywheel.specs.teams import load_teams
 from flywheel.specs.validate import validate_experiment
@@ -25,6 +32,12 @@ app = typer.Typer(
 )
 
 _DEFAULT = K8sTarget()
+#: Options of the pods' target, shared by the commands that render Ray clusters.
+Image = Annotated[str, typer.Option(help="Image of the Ray pods.")]
+StorageRoot = Annotated[
+    str, typer.Option(help="s3:// storage root (an experiment keeps an s3:// root of its spec).")
+]
+TrackingUri = Annotated[str, typer.Option(help="MLflow URL as the pods reach it.")]
 
 
 @app.command("render")
@@ -39,13 +52,9 @@ def render_experiment(
     job_id: Annotated[
         str | None, typer.Option(help="Job id (default: a new one, as `submit` makes).")
     ] = None,
-    image: Annotated[str, typer.Option(help="Image of the Ray pods.")] = _DEFAULT.image,
-    storage_root: Annotated[
-        str, typer.Option(help="s3:// storage root, unless the spec names one.")
-    ] = _DEFAULT.storage_root,
-    tracking_uri: Annotated[
-        str, typer.Option(help="MLflow URL as the pods reach it.")
-    ] = _DEFAULT.tracking_uri,
+    image: Image = _DEFAULT.image,
+    storage_root: StorageRoot = _DEFAULT.storage_root,
+    tracking_uri: TrackingUri = _DEFAULT.tracking_uri,
 ) -> None:
     """Print the RayJob an experiment becomes, as YAML."""
     parsed = validate_experiment(spec)
@@ -70,6 +79,42 @@ def render_teams(
 ) -> None:
     """Print the Kueue objects, namespaces and quotas of a teams file, as YAML."""
     render.text(to_yaml(teams_to_checked_objects(load_teams(teams))), end="")
+
+
+@app.command("render-serving")
+def render_serving(
+    document: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Serving document (JSON; default: the platform's, under the storage root).",
+            show_default=False,
+        ),
+    ] = None,
+    team: Annotated[
+        str | None, typer.Option(help="Render a team's RayService (named <team>-serving).")
+    ] = None,
+    image: Image = _DEFAULT.image,
+    storage_root: StorageRoot = _DEFAULT.storage_root,
+    tracking_uri: TrackingUri = _DEFAULT.tracking_uri,
+) -> None:
+    """Print the RayService the serving document becomes, as YAML."""
+    settings = Settings()
+    parsed = _serving_document(document, settings)
+    target = _target(image=image, storage_root=storage_root, tracking_uri=tracking_uri)
+    rayservice = serving_to_rayservice(parsed, target, settings.serve_max_request_bytes, team)
+    render.text(to_yaml([rayservice]), end="")
+
+
+def _serving_document(path: Path | None, settings: Settings) -> ServingDocument:
+    """The document at ``path``, else the platform's (empty when nothing was served yet)."""
+    if path is None:
+        return FileDocumentStore(Path(settings.storage_root) / "serving").read()
+    try:
+        return ServingDocument.model_validate_json(path.read_text())
+    except OSError as e:
+        raise K8sError(f"cannot read the serving document {path}: {e.strerror}") from None
+    except ValidationError as e:
+        raise K8sError(f"{path} is not a serving document: {e.errors()[0]['msg']}") from None
 
 
 def _target(**options: str) -> K8sTarget:

@@ -13,8 +13,9 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from flywheel.errors import JobNotFoundError
-from flywheel.k8s.objects import RayJob
+from flywheel.errors import JobNotFoundError, K8sError
+from flywheel.k8s.objects import STOPPED_LABEL, K8sObject, RayJob, RayService
+from flywheel.k8s.service_status import ServingReconciled, reconcile_service
 from flywheel.k8s.status import JobState, Reconciled, observation_from_documents, reconcile
 
 #: A document as the API server returns it (the edge; parsed leniently in flywheel.k8s.status).
@@ -35,6 +36,18 @@ class KubeRayApi(Protocol):
 
     def delete_rayjob(self, namespace: str, name: str) -> bool:
         """Delete a RayJob; whether it existed."""
+
+    def stop_rayjob(self, namespace: str, name: str) -> None:
+        """Label the RayJob stopped and suspend it; raise JobNotFoundError if there is none."""
+
+    def list_rayjobs(self, namespace: str) -> list[Document]:
+        """The RayJobs flywheel manages in ``namespace``."""
+
+    def apply_rayservice(self, namespace: str, manifest: Document) -> None:
+        """Create the RayService, or replace its spec if it exists; raise K8sError if refused."""
+
+    def get_rayservice(self, namespace: str, name: str) -> Document | None:
+        """The RayService, or None if there is none."""
 
     def workload_of(self, namespace: str, rayjob_name: str) -> Document | None:
         """The Kueue Workload owned by the RayJob, or None before Kueue made one."""
@@ -72,17 +85,29 @@ class KubernetesBackend:
         """Delete the job and its cluster; whether it existed."""
         return self._api.delete_rayjob(namespace, name)
 
+    def apply_serving(self, rayservice: RayService) -> None:
+        """Create or update the RayService: KubeRay applies a new serveConfigV2 in place."""
+        self._api.apply_rayservice(_namespace(rayservice), rayservice.to_manifest())
+
+    def serving_state(self, namespace: str, name: str) -> ServingReconciled:
+        """The RayService's serving state now; raise K8sError if there is none."""
+        document = self._api.get_rayservice(namespace, name)
+        if document is None:
+            raise K8sError(f"there is no RayService {namespace}/{name}: apply the serving first")
+        return reconcile_service(document)
+
 
 @dataclass
 class InMemoryKubeRayApi:
     """RayJobs and Workloads in a dict: a :class:`KubeRayApi` for tests.
 
-    Tests play KubeRay and Kueue by writing status documents with :meth:`set_status` and
-    :meth:`set_workload`.
+    Tests play KubeRay and Kueue by writing status documents with :meth:`set_status`,
+    :meth:`set_workload` and :meth:`set_rayservice_status`.
     """
 
     rayjobs: dict[tuple[str, str], Document] = field(default_factory=dict)
     workloads: dict[tuple[str, str], Document] = field(default_factory=dict)
+    rayservices: dict[tuple[str, str], Document] = field(default_factory=dict)
 
     def create_rayjob(self, namespace: str, manifest: Document) -> None:
         key = (namespace, manifest["metadata"]["name"])
@@ -103,6 +128,29 @@ class InMemoryKubeRayApi:
         self.workloads.pop((namespace, name), None)
         return self.rayjobs.pop((namespace, name), None) is not None
 
+    def stop_rayjob(self, namespace: str, name: str) -> None:
+        self.patch_rayjob_suspend(namespace, name, True)
+        labels = self.rayjobs[(namespace, name)]["metadata"].setdefault("labels", {})
+        labels[STOPPED_LABEL] = "true"
+
+    def list_rayjobs(self, namespace: str) -> list[Document]:
+        return [copy.deepcopy(d) for (ns, _), d in sorted(self.rayjobs.items()) if ns == namespace]
+
+    def apply_rayservice(self, namespace: str, manifest: Document) -> None:
+        key = (namespace, manifest["metadata"]["name"])
+        status = self.rayservices.get(key, {}).get("status")
+        self.rayservices[key] = copy.deepcopy(manifest)
+        if status is not None:
+            self.rayservices[key]["status"] = status
+
+    def get_rayservice(self, namespace: str, name: str) -> Document | None:
+        found = self.rayservices.get((namespace, name))
+        return copy.deepcopy(found) if found is not None else None
+
+    def set_rayservice_status(self, namespace: str, name: str, status: Document) -> None:
+        """Play KubeRay: replace the RayService's status."""
+        self.rayservices[(namespace, name)]["status"] = copy.deepcopy(status)
+
     def workload_of(self, namespace: str, rayjob_name: str) -> Document | None:
         found = self.workloads.get((namespace, rayjob_name))
         return copy.deepcopy(found) if found is not None else None
@@ -116,7 +164,7 @@ class InMemoryKubeRayApi:
         self.workloads[(namespace, rayjob_name)] = copy.deepcopy(workload)
 
 
-def _namespace(rayjob: RayJob) -> str:
-    if rayjob.metadata.namespace is None:
-        raise ValueError("a RayJob is rendered into its team's namespace")
-    return rayjob.metadata.namespace
+def _namespace(rendered: K8sObject) -> str:
+    if rendered.metadata.namespace is None:
+        raise ValueError(f"a {rendered.kind} is rendered into a namespace")
+    return rendered.metadata.namespace

@@ -1,4 +1,5 @@
-"""What ``flywheel k8s render`` and ``render-teams`` print: checked manifests, never a cluster.
+"""What ``flywheel k8s render``, ``render-teams`` and ``render-serving`` print: checked manifests,
+never a cluster.
 
 Rendering is offline: a spec and the teams file in, multi-document YAML out, for GitOps users
 and for review. Every object is checked against :mod:`flywheel.k8s.checks` before it is shown;
@@ -12,9 +13,11 @@ from collections.abc import Sequence
 from flywheel.errors import K8sError
 from flywheel.k8s.checks import check_manifests
 from flywheel.k8s.kueue import teams_to_objects
-from flywheel.k8s.objects import K8sObject, RayJob
+from flywheel.k8s.objects import K8sObject, RayJob, RayService
 from flywheel.k8s.rayjob import K8sTarget, plan_to_rayjob
+from flywheel.k8s.rayservice import document_to_rayservice
 from flywheel.plans import spec_to_job_plan
+from flywheel.serving.document import ServingDocument
 from flywheel.settings import Settings
 from flywheel.specs.experiment import ExperimentSpec, StorageSpec
 from flywheel.specs.teams import TeamsSpec
@@ -50,6 +53,15 @@ def experiment_to_rayjob(
     rayjob = plan_to_rayjob(plan, team.priority, target)
     require_valid([rayjob], context=teams_to_objects(teams))
     return rayjob
+
+
+def serving_to_rayservice(
+    document: ServingDocument, target: K8sTarget, max_request_bytes: int, team: str | None = None
+) -> RayService:
+    """The checked RayService that serves ``document`` on the cluster."""
+    rayservice = document_to_rayservice(document, target, max_request_bytes, team)
+    require_valid([rayservice])
+    return rayservice
 
 
 def teams_to_checked_objects(teams: TeamsSpec) -> list[K8sObject]:

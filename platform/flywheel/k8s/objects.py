@@ -30,6 +30,8 @@ MANAGED_BY = "flywheel"
 TEAM_LABEL = "flywheel.dev/team"
 EXPERIMENT_LABEL = "flywheel.dev/experiment"
 JOB_LABEL = "flywheel.dev/job-id"
+#: Label the control plane puts on a RayJob it stopped (suspended for good, not preempted).
+STOPPED_LABEL = "flywheel.dev/stopped"
 
 #: Quantity map, such as ``{"cpu": "2", "memory": "8Gi", "nvidia.com/gpu": "1"}``.
 Quantities = dict[str, str]
@@ -241,6 +243,21 @@ class RayJob(K8sObject):
     api_version: Literal["ray.io/v1"] = RAY_API
     kind: Literal["RayJob"] = "RayJob"
     spec: RayJobSpec
+
+
+class RayServiceSpec(K8sModel):
+    """``spec`` of a RayService: the Serve applications and the cluster that runs them."""
+
+    serve_config_v2: str = Field(serialization_alias="serveConfigV2")
+    ray_cluster_config: RayClusterSpec
+
+
+class RayService(K8sObject):
+    """Serving: a long-lived Ray cluster that runs the Serve config of the serving document."""
+
+    api_version: Literal["ray.io/v1"] = RAY_API
+    kind: Literal["RayService"] = "RayService"
+    spec: RayServiceSpec
 
 
 # --- Kueue ----------------------------------------------------------------------------------

@@ -181,20 +181,9 @@ def worker_ray_resources(spec: ExperimentSpec) -> tuple[float, float]:
 
 
 def _head_group(plan: JobPlan, target: K8sTarget) -> HeadGroupSpec:
-    requests = {
-        "cpu": cpu_quantity(target.head_cpu),
-        "memory": memory_quantity(target.head_memory_gib),
-    }
-    ports = [
-        ContainerPort(name="gcs", container_port=6379),
-        ContainerPort(name="dashboard", container_port=8265),
-    ]
     stop = ["ray", "job", "stop", "--address", "http://127.0.0.1:8265", plan.job_id]
-    container = _container("ray-head", requests, target).model_copy(
-        update={
-            "ports": ports,
-            "lifecycle": Lifecycle(pre_stop=LifecycleHandler(exec=ExecAction(command=stop))),
-        }
+    container = head_container(target).model_copy(
+        update={"lifecycle": Lifecycle(pre_stop=LifecycleHandler(exec=ExecAction(command=stop)))}
     )
     return HeadGroupSpec(
         # The head runs the job driver only: trials go to the workers.
@@ -219,20 +208,38 @@ def _worker_group(spec: ExperimentSpec, target: K8sTarget) -> WorkerGroupSpec:
         min_replicas=replicas,
         max_replicas=replicas,
         ray_start_params={"num-cpus": str(pod_cpu), "num-gpus": str(pod_gpu)},
-        template=_template(spec, _container("ray-worker", requests, target), target, pod_gpu > 0),
+        template=_template(
+            spec, ray_container("ray-worker", requests, target), target, pod_gpu > 0
+        ),
     )
 
 
 def _submitter(spec: ExperimentSpec, target: K8sTarget) -> PodTemplate:
     template = _template(
-        spec, _container("ray-job-submitter", SUBMITTER_REQUESTS, target), target, False
+        spec, ray_container("ray-job-submitter", SUBMITTER_REQUESTS, target), target, False
     )
     return template.model_copy(
         update={"spec": template.spec.model_copy(update={"restart_policy": "Never"})}
     )
 
 
-def _container(name: str, requests: dict[str, str], target: K8sTarget) -> Container:
+def head_container(target: K8sTarget, *ports: ContainerPort) -> Container:
+    """The Ray head's container: the target's head size, GCS and dashboard ports, and ``ports``."""
+    requests = {
+        "cpu": cpu_quantity(target.head_cpu),
+        "memory": memory_quantity(target.head_memory_gib),
+    }
+    known = [
+        ContainerPort(name="gcs", container_port=6379),
+        ContainerPort(name="dashboard", container_port=8265),
+    ]
+    return ray_container("ray-head", requests, target).model_copy(
+        update={"ports": [*known, *ports]}
+    )
+
+
+def ray_container(name: str, requests: dict[str, str], target: K8sTarget) -> Container:
+    """A Ray pod's container: the image, MLflow's URL and the S3 variables; limits = requests."""
     return Container(
         name=name,
         image=target.image,

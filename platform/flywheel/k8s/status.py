@@ -41,11 +41,13 @@ _JOB_TERMINAL = {
 }
 
 
-class _Lenient(BaseModel):
+class Lenient(BaseModel):
+    """Base of documents read back from the API server: unknown fields are ignored."""
+
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
 
-class RayJobStatus(_Lenient):
+class RayJobStatus(Lenient):
     """The parts of a RayJob's ``status`` flywheel reads."""
 
     job_deployment_status: str = Field(default="", alias="jobDeploymentStatus")
@@ -55,7 +57,7 @@ class RayJobStatus(_Lenient):
     message: str = Field(default="")
 
 
-class Condition(_Lenient):
+class Condition(Lenient):
     """One status condition of a Kueue Workload."""
 
     type: str
@@ -69,7 +71,7 @@ class Condition(_Lenient):
         return self.status == "True"
 
 
-class WorkloadStatus(_Lenient):
+class WorkloadStatus(Lenient):
     """The conditions of the Kueue Workload that stands for a RayJob."""
 
     conditions: list[Condition] = Field(default_factory=list)
@@ -79,7 +81,7 @@ class WorkloadStatus(_Lenient):
         return next((c for c in self.conditions if c.type == kind), None)
 
 
-class Observation(_Lenient):
+class Observation(Lenient):
     """One look at a RayJob and its Workload, as the backend read them."""
 
     suspended: bool = Field(description="The RayJob's spec.suspend: Kueue holds it back.")
@@ -89,7 +91,7 @@ class Observation(_Lenient):
     )
 
 
-class Reconciled(_Lenient):
+class Reconciled(Lenient):
     """A job's state, and in words why (for the control plane's state history)."""
 
     state: JobState

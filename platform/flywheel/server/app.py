@@ -36,7 +36,7 @@ from flywheel.errors import (
     TeamNotFoundError,
 )
 from flywheel.server.auth import TOKEN_PREFIX, register_token
-from flywheel.server.db import open_database
+from flywheel.server.db import is_ready, open_database
 from flywheel.server.models import Team
 from flywheel.server.queue import QueueDriver, RunCloser
 from flywheel.server.routes import router
@@ -91,6 +91,7 @@ def create_app(
     app.include_router(router, prefix=API_PREFIX)
     app.include_router(serving_router, prefix=API_PREFIX)
     app.add_api_route("/healthz", _healthz, include_in_schema=False)
+    app.add_api_route("/readyz", _readyz, include_in_schema=False)
     _add_error_handlers(app)
     return app
 
@@ -98,6 +99,14 @@ def create_app(
 def _healthz() -> dict[str, str]:
     """Liveness for `flywheel up` and `status` (no token: it says nothing about anyone)."""
     return {"status": "ok"}
+
+
+def _readyz(request: Request) -> JSONResponse:
+    """Readiness: the database answers and is migrated to head (no token; no details either)."""
+    context: ServerContext = request.app.state.context
+    if is_ready(context.sessions):
+        return JSONResponse({"status": "ready"})
+    return JSONResponse({"status": "not ready"}, status_code=503)
 
 
 def start_context(

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from flywheel.errors import PlatformError
@@ -27,11 +31,33 @@ def open_database(url: str) -> sessionmaker[Session]:
 
 def migrate(engine: Engine) -> None:
     """Run the shipped Alembic migrations up to the newest revision."""
-    config = Config()
-    config.set_main_option("script_location", str(files("flywheel.server") / "migrations"))
+    config = _alembic_config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+def is_ready(sessions: sessionmaker[Session]) -> bool:
+    """Whether the database answers and its schema is at the newest shipped revision."""
+    heads = _shipped_heads()
+    try:
+        with sessions() as session:
+            migrations = MigrationContext.configure(session.connection())
+            current = set(migrations.get_current_heads())
+    except SQLAlchemyError:
+        return False
+    return current == heads
+
+
+@functools.cache
+def _shipped_heads() -> frozenset[str]:
+    return frozenset(ScriptDirectory.from_config(_alembic_config()).get_heads())
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(files("flywheel.server") / "migrations"))
+    return config
 
 
 def _engine(url: str) -> Engine:

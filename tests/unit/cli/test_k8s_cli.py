@@ -1,4 +1,4 @@
-"""`flywheel k8s render` and `render-teams`: offline, YAML on stdout.
+"""`flywheel k8s render`, `render-teams` and `render-serving`: offline, YAML on stdout.
 
 One test runs the installed command (a subprocess, about 20 s on 2 busy cores: the CLI imports
 ray); the others call the same entry point, ``flywheel.cli.main``, in this process.
@@ -16,6 +16,8 @@ import yaml
 
 from flywheel.cli import main
 from flywheel.k8s.kueue import teams_to_objects
+from flywheel.serving.document import ServingDocument, deploy
+from flywheel.specs.serving import ServeSpec
 from flywheel.specs.teams import load_teams
 
 REPO = Path(__file__).resolve().parents[3]
@@ -97,3 +99,51 @@ def test_render_teams_reports_a_bad_teams_file_with_its_line(
     result = _main(monkeypatch, capsys, "k8s", "render-teams", str(teams))
     assert result.returncode == 2
     assert f"{teams}:3: teams[0].quota.gpus: unknown field" in result.stderr
+
+
+def _serving_document(path: Path) -> Path:
+    spec = ServeSpec.model_validate({"autoscaling": {"min_replicas": 1, "max_replicas": 3}})
+    path.write_text(deploy(ServingDocument(), "digits", "2", spec).model_dump_json())
+    return path
+
+
+def test_render_serving_prints_the_rayservice_of_a_document(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FLYWHEEL_HOME", str(tmp_path))
+    document = _serving_document(tmp_path / "document.json")
+    result = _main(
+        monkeypatch, capsys, "k8s", "render-serving", str(document), "--team", "vision",
+        "--storage-root", "s3://ml-bucket/flywheel",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (service,) = yaml.safe_load_all(result.stdout)
+    assert (service["kind"], service["metadata"]["name"]) == ("RayService", "vision-serving")
+    config = yaml.safe_load(service["spec"]["serveConfigV2"])
+    assert [a["name"] for a in config["applications"]] == ["flywheel", "model-digits"]
+    assert config["applications"][1]["args"]["storage_root"] == "s3://ml-bucket/flywheel"
+    (group,) = service["spec"]["rayClusterConfig"]["workerGroupSpecs"]
+    assert (group["minReplicas"], group["maxReplicas"]) == (1, 3)
+
+
+def test_render_serving_reads_the_platform_s_document_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FLYWHEEL_HOME", str(tmp_path))
+    (tmp_path / "storage" / "serving").mkdir(parents=True)
+    _serving_document(tmp_path / "storage" / "serving" / "document.json")
+    result = _main(monkeypatch, capsys, "k8s", "render-serving")
+    assert result.returncode == 0, result.stderr
+    (service,) = yaml.safe_load_all(result.stdout)
+    assert service["metadata"]["name"] == "flywheel-serving"
+    assert "model-digits" in service["spec"]["serveConfigV2"]
+
+
+def test_render_serving_names_a_missing_document(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nothing.json"
+    result = _main(monkeypatch, capsys, "k8s", "render-serving", str(missing))
+    assert result.returncode == 1
+    assert f"cannot read the serving document {missing}" in result.stderr
+    assert result.stdout == ""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[3]
+#: Where the schemas are unless K8S_SCHEMAS_DIR names another folder (see :func:`schemas_dir`).
 SCHEMAS = REPO.parent / "shared" / "k8s-schemas"
 KUBERNETES_VERSIONS = ("1.33.0", kubernetes_validate.latest_version())
 
@@ -42,9 +44,22 @@ Validate = Callable[[Mapping[str, Any]], None]
 
 
 @functools.cache
+def schemas_dir() -> Path:
+    """The CRD schemas: ``$K8S_SCHEMAS_DIR``, else the first ``shared/k8s-schemas`` found beside
+    the repository or a folder above it (a git worktree may live deeper than the main checkout)."""
+    override = os.environ.get("K8S_SCHEMAS_DIR")
+    if override:
+        return Path(override)
+    for folder in REPO.parents:
+        if (folder / "shared" / "k8s-schemas").is_dir():
+            return folder / "shared" / "k8s-schemas"
+    return SCHEMAS
+
+
+@functools.cache
 def strict_crd_validator(group: str, version: str, kind: str) -> jsonschema.Draft7Validator:
     """A validator of one CRD version's schema, made strict."""
-    path = SCHEMAS / CRD_FILES[(group, kind)]
+    path = schemas_dir() / CRD_FILES[(group, kind)]
     crd = yaml.load(path.read_text(), Loader=yaml.CSafeLoader)
     (served,) = [v for v in crd["spec"]["versions"] if v["name"] == version]
     return jsonschema.Draft7Validator(make_strict(served["schema"]["openAPIV3Schema"]))
@@ -87,6 +102,8 @@ def validate_manifest(manifest: Mapping[str, Any]) -> None:
 @pytest.fixture(scope="session")
 def validate() -> Validate:
     """Strict schema validation of one object (see the module docstring)."""
-    if not SCHEMAS.is_dir():
-        pytest.fail(f"the CRD schemas are missing: expected them at {SCHEMAS}")
+    if not schemas_dir().is_dir():
+        pytest.fail(
+            f"the CRD schemas are missing: expected them at {SCHEMAS} (or set K8S_SCHEMAS_DIR)"
+        )
     return validate_manifest

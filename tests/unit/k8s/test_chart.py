@@ -18,6 +18,7 @@ import yaml
 from flywheel.k8s.checks import check_manifests
 from flywheel.k8s.kueue import teams_to_objects
 from flywheel.k8s.rayjob import K8sTarget
+from flywheel.settings import Settings
 from flywheel.specs.teams import TeamsSpec
 
 from .conftest import REPO, Validate
@@ -271,3 +272,44 @@ def test_a_team_with_an_unknown_priority_class_fails_the_render(chart: helm.Char
     teams = {"teams": [{"name": "vision", "priority": "urgent", "quota": {"cpu": 1}}]}
     with pytest.raises(helm.HelmRenderError, match="priority urgent, which is not in"):
         chart.render({"teams": teams}, name=RELEASE, namespace=NAMESPACE)
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_every_flywheel_variable_the_chart_sets_is_a_setting(chart: helm.Chart, name: str) -> None:
+    """A variable Settings does not know is silently ignored (extra="ignore"): catch it here."""
+    names = {
+        variable["name"]
+        for obj in render(chart, VALUE_SETS[name])
+        for container in _containers(obj)
+        for variable in container.get("env") or []
+        if variable["name"].startswith("FLYWHEEL_")
+    }
+    assert {"FLYWHEEL_BACKEND", "FLYWHEEL_JOB_GRACE_PERIOD_S", "FLYWHEEL_JOB_TTL_S"} <= names
+    known = {f"FLYWHEEL_{field.upper()}" for field in Settings.model_fields}
+    assert names - known == set()
+
+
+def test_the_control_plane_reads_the_chart_s_environment(
+    chart: helm.Chart, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    values = {"jobs": {"terminationGracePeriodSeconds": 600, "ttlSecondsAfterFinished": 60}}
+    (deployment,) = [
+        d
+        for d in of_kind(render(chart, values), "Deployment")
+        if "control-plane" in d["metadata"]["name"]
+    ]
+    for variable in deployment["spec"]["template"]["spec"]["containers"][0]["env"]:
+        if "value" in variable:
+            monkeypatch.setenv(variable["name"], variable["value"])
+    settings = Settings()
+    assert settings.backend == "kubernetes"
+    assert (settings.job_grace_period_s, settings.job_ttl_s) == (600, 60)
+    assert settings.control_plane_port == chart.merge_values({})["controlPlane"]["port"]
+    image = chart.merge_values({})["image"]
+    assert settings.job_image == f"{image['repository']}:{image['tag']}"
+    assert settings.job_s3_secret == "flywheel-s3"
+
+
+def _containers(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = (obj.get("spec") or {}).get("template", {}).get("spec") or {}
+    return [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]

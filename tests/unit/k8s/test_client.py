@@ -27,7 +27,8 @@ _PATH = re.compile(
 
 
 class FakeApiServer(BaseHTTPRequestHandler):
-    """Stores custom objects by path; refuses a RayJob named ``refused`` with 422."""
+    """Stores custom objects by path; refuses a RayJob named ``refused`` with 422 and an object
+    that exists with 409; a merge patch merges ``spec`` and the labels."""
 
     objects: ClassVar[dict[tuple[str, str, str], dict[str, Any]]] = {}
     patches: ClassVar[list[str]] = []
@@ -45,6 +46,8 @@ class FakeApiServer(BaseHTTPRequestHandler):
         body = self._body()
         if body["metadata"]["name"] == "refused":
             return self._reply(422, {"reason": "Invalid"})
+        if (ns, plural, body["metadata"]["name"]) in self.objects:
+            return self._reply(409, {"reason": "AlreadyExists"})
         self.objects[(ns, plural, body["metadata"]["name"])] = body
         return self._reply(201, body)
 
@@ -54,7 +57,10 @@ class FakeApiServer(BaseHTTPRequestHandler):
         found = self.objects.get((ns, plural, name or ""))
         if found is None:
             return self._reply(404, {"reason": "NotFound"})
-        found["spec"].update(self._body()["spec"])
+        patch = self._body()
+        found["spec"].update(patch.get("spec", {}))
+        labels = patch.get("metadata", {}).get("labels", {})
+        found["metadata"].setdefault("labels", {}).update(labels)
         return self._reply(200, found)
 
     def do_DELETE(self) -> None:
@@ -135,3 +141,27 @@ def test_the_workload_of_a_rayjob_is_found_by_its_owner(api: KubernetesApi) -> N
     FakeApiServer.objects[("team", "workloads", "w2")] = workload("w2", "job-1")
     assert api.workload_of("team", "job-1")["metadata"]["name"] == "w2"  # type: ignore[index]
     assert api.workload_of("team", "job-2") is None
+
+
+def test_stop_labels_and_suspends_and_list_finds_the_rayjobs(api: KubernetesApi) -> None:
+    api.create_rayjob("team", rayjob("job-1") | {"spec": {"suspend": False}})
+    api.stop_rayjob("team", "job-1")
+    (listed,) = api.list_rayjobs("team")
+    assert listed["spec"]["suspend"] is True
+    assert listed["metadata"]["labels"] == {"flywheel.dev/stopped": "true"}
+    assert api.list_rayjobs("other") == []
+    with pytest.raises(JobNotFoundError):
+        api.stop_rayjob("team", "nope")
+
+
+def test_apply_creates_a_rayservice_then_patches_it(api: KubernetesApi) -> None:
+    service = {"apiVersion": "ray.io/v1", "kind": "RayService",
+               "metadata": {"name": "flywheel-serving", "namespace": "flywheel"},
+               "spec": {"serveConfigV2": "applications: []\n"}}  # fmt: skip
+    assert api.get_rayservice("flywheel", "flywheel-serving") is None
+    api.apply_rayservice("flywheel", service)
+    changed = service | {"spec": {"serveConfigV2": "applications: [x]\n"}}
+    api.apply_rayservice("flywheel", changed)
+    stored = api.get_rayservice("flywheel", "flywheel-serving")
+    assert stored is not None and stored["spec"] == changed["spec"]
+    assert FakeApiServer.patches == ["application/merge-patch+json"]
