@@ -32,6 +32,7 @@ import httpx
 from pydantic import SecretStr
 
 from flywheel.errors import PlatformError, PortInUseError
+from flywheel.metrics_endpoints import MetricsEndpoint, metrics_endpoints
 from flywheel.settings import Settings
 from flywheel.storage_layout import StorageLayout
 
@@ -82,6 +83,7 @@ class PlatformStatus:
     ray_gcs_address: str
     ray_auth_token_path: Path
     admin_token_path: Path
+    metrics: tuple[MetricsEndpoint, ...] = ()
 
     @property
     def running(self) -> bool:
@@ -107,6 +109,7 @@ class PlatformStatus:
             "control_plane": self.component(CONTROL_PLANE).url,
             "admin_token_path": str(self.admin_token_path),
             "components": [asdict(c) for c in self.components],
+            "metrics": [asdict(m) for m in self.metrics],
         }
 
 
@@ -181,6 +184,7 @@ class EmbeddedPlatform:
             ray_gcs_address=f"{self._settings.host}:{self._settings.ray_gcs_port}",
             ray_auth_token_path=self._settings.ray_auth_token_path,
             admin_token_path=self._settings.admin_token_path,
+            metrics=metrics_endpoints(self._settings),
         )
 
     def _component_status(self, component: _Component) -> ComponentStatus:
@@ -352,7 +356,10 @@ class _Component:
 def _ray_component(settings: Settings, home: Path) -> _Component:
     host, url = settings.host, f"http://{settings.host}:{settings.ray_dashboard_port}"
     temp_dir = settings.resolved_ray_temp_dir.expanduser().absolute()
-    port_fields = ("ray_gcs_port", "ray_dashboard_port", "ray_client_port", "ray_agent_port")
+    port_fields = (
+        "ray_gcs_port", "ray_dashboard_port", "ray_client_port", "ray_agent_port",
+        "ray_metrics_port",
+    )  # fmt: skip
     ports = {field: int(getattr(settings, field)) for field in port_fields}
     args = [
         "start", "--head", "--block", f"--node-ip-address={host}",
@@ -360,6 +367,7 @@ def _ray_component(settings: Settings, home: Path) -> _Component:
         f"--dashboard-port={settings.ray_dashboard_port}",
         f"--ray-client-server-port={settings.ray_client_port}",
         f"--dashboard-agent-listen-port={settings.ray_agent_port}",
+        f"--metrics-export-port={settings.ray_metrics_port}",
         f"--temp-dir={temp_dir}", "--disable-usage-stats", "--include-dashboard=true",
         f"--object-store-memory={settings.ray_object_store_memory_mib * 1024 * 1024}",
     ]  # fmt: skip
