@@ -34,6 +34,15 @@ from flywheel.request_log import LoggedFeedback, LoggedRequest, RequestLogWriter
 from flywheel.rollout import ModelRoute
 from flywheel.runtime.serve.stats import RequestRecord
 
+#: The metric families as Ray's metrics agent exports them (what Prometheus stores).
+EXPORTED_METRICS = (
+    "ray_flywheel_serve_requests_total",
+    "ray_flywheel_serve_request_errors_total",
+    "ray_flywheel_serve_request_latency_seconds",
+    "ray_flywheel_serve_shadow_comparisons_total",
+    "ray_flywheel_serve_drift_alert",
+    "ray_flywheel_request_log_lost_records_total",
+)
 #: Upper bounds (s) of the latency histogram's buckets.
 LATENCY_BUCKETS_S = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
 #: Seconds between two reads of the stored drift alert.
