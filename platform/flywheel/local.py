@@ -356,11 +356,9 @@ class _Component:
 def _ray_component(settings: Settings, home: Path) -> _Component:
     host, url = settings.host, f"http://{settings.host}:{settings.ray_dashboard_port}"
     temp_dir = settings.resolved_ray_temp_dir.expanduser().absolute()
-    port_fields = (
-        "ray_gcs_port", "ray_dashboard_port", "ray_client_port", "ray_agent_port",
-        "ray_metrics_port",
-    )  # fmt: skip
+    port_fields = ("ray_gcs_port", "ray_dashboard_port", "ray_client_port", "ray_agent_port")
     ports = {field: int(getattr(settings, field)) for field in port_fields}
+    ports["ray_metrics_port"] = settings.ray_metrics_port  # Ray's metrics agent (Prometheus)
     args = [
         "start", "--head", "--block", f"--node-ip-address={host}",
         f"--port={settings.ray_gcs_port}", f"--dashboard-host={host}",

@@ -120,8 +120,11 @@ class ControlPlaneCollector(Collector):
             "CPU cores the team's admitted experiments hold.",
             {t: r.cpu for t, r in held.items()},
         )
-        yield _team_gauge("flywheel_team_quota_cpu_cores", "The team's CPU quota, in cores.",
-                          {t: r.cpu for t, r in quota.items()})  # fmt: skip
+        yield _team_gauge(
+            "flywheel_team_quota_cpu_cores",
+            "The team's CPU quota, in cores.",
+            {t: r.cpu for t, r in quota.items()},
+        )
 
 
 def admissions_of(transitions: Sequence[tuple[str, str, str, float]]) -> list[Admission]:
