@@ -34,6 +34,7 @@ from pydantic import SecretStr
 
 from flywheel.errors import PlatformError, PortInUseError
 from flywheel.haproxy import direct_ingress_env, haproxy_binary, haproxy_folder, write_launcher
+from flywheel.metrics_endpoints import MetricsEndpoint, metrics_endpoints
 from flywheel.settings import Settings
 from flywheel.storage_layout import StorageLayout
 
@@ -84,6 +85,7 @@ class PlatformStatus:
     ray_gcs_address: str
     ray_auth_token_path: Path
     admin_token_path: Path
+    metrics: tuple[MetricsEndpoint, ...] = ()
 
     @property
     def running(self) -> bool:
@@ -109,6 +111,7 @@ class PlatformStatus:
             "control_plane": self.component(CONTROL_PLANE).url,
             "admin_token_path": str(self.admin_token_path),
             "components": [asdict(c) for c in self.components],
+            "metrics": [asdict(m) for m in self.metrics],
         }
 
 
@@ -184,6 +187,7 @@ class EmbeddedPlatform:
             ray_gcs_address=f"{self._settings.host}:{self._settings.ray_gcs_port}",
             ray_auth_token_path=self._settings.ray_auth_token_path,
             admin_token_path=self._settings.admin_token_path,
+            metrics=metrics_endpoints(self._settings),
         )
 
     def _component_status(self, component: _Component) -> ComponentStatus:
@@ -366,12 +370,14 @@ def _ray_component(settings: Settings, home: Path) -> _Component:
             "serve_haproxy_stats_port", "serve_haproxy_metrics_port", "serve_fallback_port",
         )  # fmt: skip
     ports = {field: int(getattr(settings, field)) for field in port_fields}
+    ports["ray_metrics_port"] = settings.ray_metrics_port  # Ray's metrics agent (Prometheus)
     args = [
         "start", "--head", "--block", f"--node-ip-address={host}",
         f"--port={settings.ray_gcs_port}", f"--dashboard-host={host}",
         f"--dashboard-port={settings.ray_dashboard_port}",
         f"--ray-client-server-port={settings.ray_client_port}",
         f"--dashboard-agent-listen-port={settings.ray_agent_port}",
+        f"--metrics-export-port={settings.ray_metrics_port}",
         f"--temp-dir={temp_dir}", "--disable-usage-stats", "--include-dashboard=true",
         f"--object-store-memory={settings.ray_object_store_memory_mib * 1024 * 1024}",
     ]  # fmt: skip

@@ -15,7 +15,8 @@ Writing, from the serving data plane (the whole interface)::
 A background thread writes the queue every ``flush_every_s`` seconds and deletes hour partitions
 older than ``retention_hours``. Whether a request is sampled depends only on its id
 (:func:`is_sampled`), so every replica samples the same requests. When the queue is full the
-oldest records are dropped (and counted): the log never slows an answer.
+oldest records are dropped (and counted in ``dropped``); records whose file cannot be written are
+logged, dropped and counted in ``failed``: the log never slows or fails an answer.
 
 Reading (:func:`read_requests`, :func:`read_feedback`) is lenient: unknown fields are ignored
 and a line that does not parse is skipped.
@@ -36,7 +37,6 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from flywheel import storage
-from flywheel.errors import FlywheelError
 
 Kind = Literal["requests", "feedback"]
 Label = int | float | str
@@ -122,7 +122,8 @@ class RequestLogWriter:
         self._lock = threading.Lock()  # one flush at a time
         self._stop = threading.Event()
         self._last_prune_s = 0.0
-        self.dropped = 0
+        self.dropped = 0  # records pushed out of a full queue
+        self.failed = 0  # records lost because their file could not be written
         self._thread = threading.Thread(target=self._run, name="request-log", daemon=True)
         self._thread.start()
 
@@ -138,7 +139,8 @@ class RequestLogWriter:
         self._enqueue(record)
 
     def flush(self) -> None:
-        """Write everything queued now, one file per model and kind and hour."""
+        """Write everything queued now, one file per model and kind and hour. Never raises: the
+        records of a file that cannot be written are dropped and counted in ``failed``."""
         with self._lock:
             batch = [self._queue.popleft() for _ in range(len(self._queue))]
             groups: dict[str, list[str]] = {}
@@ -151,7 +153,11 @@ class RequestLogWriter:
             for folder, lines in groups.items():
                 self._sequence += 1
                 name = f"{self._writer_id}-{self._sequence:08d}.jsonl"
-                storage.write_text(storage.join(folder, name), "\n".join(lines) + "\n")
+                try:
+                    storage.write_text(storage.join(folder, name), "\n".join(lines) + "\n")
+                except Exception as e:  # storage trouble: drop this file's records, count them
+                    self.failed += len(lines)
+                    _log.warning("request log: %d records lost: %s", len(lines), e)
 
     def prune(self) -> int:
         """Delete the hour partitions older than the retention; returns how many."""
@@ -176,7 +182,7 @@ class RequestLogWriter:
                 if self._clock() - self._last_prune_s >= _HOUR_S / 4:
                     self._last_prune_s = self._clock()
                     self.prune()
-            except FlywheelError as e:  # storage trouble: keep serving, try again later
+            except Exception as e:  # storage trouble: keep serving, try again later
                 _log.warning("request log: %s", e)
 
 

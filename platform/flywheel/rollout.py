@@ -47,6 +47,12 @@ class ModelRoute(BaseModel):
     batching: BatchingSpec = Field(
         default_factory=BatchingSpec, description="How the replicas batch concurrent requests."
     )
+    log_sample_rate: float = Field(
+        default=0.1, ge=0.0, le=1.0, description="Share of requests written to the request log."
+    )
+    log_retention_hours: float = Field(
+        default=168.0, gt=0.0, description="How long the request log keeps a request, in hours."
+    )
 
     @property
     def versions(self) -> tuple[str, ...]:

@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     ray_gcs_port: int = Field(default=6379, description="Ray head (GCS) port.")
     ray_client_port: int = Field(default=10001, description="Ray client server port.")
     ray_agent_port: int = Field(default=52365, description="Ray dashboard agent HTTP port.")
+    ray_metrics_port: int = Field(
+        default=8471,
+        description="Port of Ray's metrics agent: Prometheus text of Ray, Serve and the gateway.",
+    )
     ray_num_cpus: int | None = Field(
         default=None, description="CPUs the embedded Ray head offers (default: all of them)."
     )

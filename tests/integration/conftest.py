@@ -28,6 +28,7 @@ PORT_FIELDS = (
     "ray_gcs_port",
     "ray_client_port",
     "ray_agent_port",
+    "ray_metrics_port",
     "mlflow_port",
     "serve_port",
     "serve_haproxy_stats_port",

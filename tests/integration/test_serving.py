@@ -29,6 +29,7 @@ import psutil
 import pytest
 import tritonclient.http as triton
 from mlflow import MlflowClient
+from prometheus_client.parser import text_string_to_metric_families
 from sklearn.datasets import load_digits
 
 from flywheel.backends.documents import FileDocumentStore
@@ -36,6 +37,7 @@ from flywheel.backends.serving import ServeRestBackend
 from flywheel.client import Client
 from flywheel.errors import ServeConflictError
 from flywheel.local import PlatformStatus, read_ray_auth_token
+from flywheel.request_log import is_sampled, read_requests
 from flywheel.rollout import serve_target
 from flywheel.serving.document import ServingDocument
 from flywheel.serving_service import ServingService
@@ -241,6 +243,59 @@ def non_loopback_address() -> str:
             if address.family == socket.AF_INET and not is_loopback(address.address):
                 return address.address
     return "127.0.0.1"
+
+
+def test_metrics_and_request_log_record_the_requests_of_each_version(
+    served: Client, http: httpx.Client, platform_settings: Settings
+) -> None:
+    """Ray's metrics agent exports the gateway's counters (127.0.0.1 only), and the request log
+    holds the sample the serve section asks for (10 %, by request id), which `monitor` reads.
+    Cost: a few seconds (the agent exports every few seconds; the log flushes every 2 s)."""
+    ids = [f"metrics-{i}" for i in range(40)]
+    for request_id in ids:
+        answer = http.post(f"/v2/models/{MODEL}/infer", json=infer_body(PIXELS[:1], request_id))
+        assert answer.status_code == 200, answer.text
+    sampled = {i for i in ids if is_sampled(i, 0.1)}
+    assert sampled  # the ids are fixed: the sample is known before the run
+
+    def logged() -> set[str]:
+        found = read_requests(str(platform_settings.storage_root), MODEL)
+        return {r.request_id for r in found if r.request_id in ids and r.version == "1"}
+
+    assert poll(lambda: logged() == sampled, 30), logged()
+    report = served.monitor(MODEL)
+    assert {v.version: v.requests for v in report.versions}["1"] >= len(sampled)
+
+    url = f"http://127.0.0.1:{platform_settings.ray_metrics_port}/metrics"
+    assert poll(lambda: _served_requests(url) >= len(ids), 60), _served_requests(url)
+    port = platform_settings.ray_metrics_port
+    listening = {c.laddr.ip for c in psutil.net_connections("tcp")
+                 if c.status == psutil.CONN_LISTEN and c.laddr.port == port}  # fmt: skip
+    assert listening == {"127.0.0.1"}
+
+
+def poll(check: Callable[[], bool], timeout_s: float) -> bool:
+    """Whether ``check`` holds within ``timeout_s`` (asked every half second)."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
+
+
+def _served_requests(url: str) -> float:
+    """The gateway's request counter of version 1 (answers, not shadows) on Ray's endpoint."""
+    text = httpx.get(url, timeout=10, trust_env=False).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "ray_flywheel_serve_requests_total"
+        and sample.labels.get("model") == MODEL
+        and sample.labels.get("version") == "1"
+        and sample.labels.get("shadow") == "false"
+    )
 
 
 def test_tritonclient_with_its_defaults_against_every_endpoint(

@@ -122,3 +122,15 @@ def test_reading_skips_torn_lines_and_ignores_unknown_fields(
 
     [record] = read_requests(str(tmp_path), "digits")
     assert record == _request(0, NOW_S)
+
+
+def test_a_file_that_cannot_be_written_is_dropped_and_counted(tmp_path: Path) -> None:
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the log wants a folder")
+    log = RequestLogWriter(str(blocked), 1.0, 24, flush_every_s=3600)
+    for i in range(3):
+        log.log_request(_request(i, NOW_S))
+    log.flush()  # does not raise
+    log.close()
+
+    assert log.failed == 3 and log.dropped == 0

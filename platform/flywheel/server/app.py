@@ -13,9 +13,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -37,6 +39,7 @@ from flywheel.errors import (
 )
 from flywheel.server.auth import TOKEN_PREFIX, register_token
 from flywheel.server.db import is_ready, open_database
+from flywheel.server.metrics import metrics, metrics_registry
 from flywheel.server.models import Team
 from flywheel.server.queue import QueueDriver, RunCloser
 from flywheel.server.routes import router
@@ -87,13 +90,23 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.context = context
+    app.state.metrics_registry = metrics_registry(context.sessions, teams)
     app.state.driver = driver
     app.include_router(router, prefix=API_PREFIX)
     app.include_router(serving_router, prefix=API_PREFIX)
     app.add_api_route("/healthz", _healthz, include_in_schema=False)
     app.add_api_route("/readyz", _readyz, include_in_schema=False)
+    app.add_api_route("/metrics", metrics, tags=["metrics"], response_class=Response,
+                      responses=_METRICS_RESPONSES)  # fmt: skip
     _add_error_handlers(app)
     return app
+
+
+_METRICS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Prometheus text format.", "content": {CONTENT_TYPE_LATEST: {}}},
+    401: {"model": ErrorBody},
+    403: {"model": ErrorBody},
+}
 
 
 def _healthz() -> dict[str, str]:

@@ -122,6 +122,8 @@ def served_to_route(model: str, served: ServedModel, generation: int) -> ModelRo
         challenger_percent=0.0 if challenger is None else challenger.percent,
         generation=generation,
         batching=served.serve.batching,
+        log_sample_rate=served.serve.monitor.sample_rate,
+        log_retention_hours=served.serve.monitor.retention_hours,
     )
 
 

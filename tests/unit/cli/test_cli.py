@@ -77,6 +77,14 @@ def test_status_json_of_a_stopped_platform(tmp_path: Path) -> None:
     assert state["control_plane"] == "http://127.0.0.1:9"
     healthy = {c["name"]: c["healthy"] for c in state["components"]}
     assert healthy == {"ray": False, "mlflow": False, "control_plane": False}
+    endpoints = {m["name"]: (m["url"], m["auth"]) for m in state["metrics"]}
+    assert endpoints == {
+        "control_plane": ("http://127.0.0.1:9/metrics", "bearer"),
+        "ray": ("http://127.0.0.1:8471/metrics", "none"),
+        "haproxy": ("http://127.0.0.1:9101/metrics", "none"),
+    }
+    [control] = [m for m in state["metrics"] if m["name"] == "control_plane"]
+    assert control["token_path"] == str(tmp_path / "control" / "admin_token")
 
 
 def test_jobs_without_a_platform_is_one_clear_error(tmp_path: Path) -> None:

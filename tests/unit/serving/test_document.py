@@ -126,3 +126,13 @@ def test_a_traffic_change_alters_only_the_user_config() -> None:
     assert before.args == after.args
     assert before.deployments[0].ray_actor_options == after.deployments[0].ray_actor_options
     assert before.deployments[0].user_config != after.deployments[0].user_config
+
+
+def test_the_route_carries_the_request_log_sample_rate_and_retention() -> None:
+    spec = ServeSpec.model_validate({"monitor": {"sample_rate": 0.25, "retention_hours": 12}})
+    document = changes.deploy(ServingDocument(), "digits", "1", spec)
+    [deployment] = document_to_serve_config(document, TARGET).applications[1].deployments
+    route = ModelRoute.model_validate(deployment.user_config)
+    assert (route.log_sample_rate, route.log_retention_hours) == (0.25, 12.0)
+    default = ModelRoute.model_validate({"model": "digits", "champion": "1"})
+    assert (default.log_sample_rate, default.log_retention_hours) == (0.1, 168.0)

@@ -20,6 +20,7 @@ import uuid
 from collections import OrderedDict
 from typing import Any
 
+import numpy as np
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -29,6 +30,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from flywheel import storage
+from flywheel.request_log import LoggedFeedback
 from flywheel.rollout import ModelRoute, RouteChoice, choose_version, sticky_draw
 from flywheel.runtime.serve.oip import (
     HEADER_LENGTH,
@@ -41,6 +43,7 @@ from flywheel.runtime.serve.oip import (
     parse_infer_request,
 )
 from flywheel.runtime.serve.stats import RequestRecord, feedback_url, request_stats
+from flywheel.runtime.serve.telemetry import ReplicaTelemetry
 from flywheel.runtime.serve.versions import LoadedVersion, Outputs, load_version
 
 VERSION_HEADER = "x-model-version"
@@ -116,6 +119,7 @@ class ModelIngress:
         self._route: ModelRoute | None = None
         self._versions: dict[str, LoadedVersion] = {}
         self._stats = request_stats(storage_root)
+        self._telemetry = ReplicaTelemetry(model, storage_root)
         self._pending: list[RequestRecord] = []
         self._recent: OrderedDict[str, RequestRecord] = OrderedDict()
         self._reporter: asyncio.Task[None] | None = None
@@ -130,6 +134,7 @@ class ModelIngress:
                     load_version, self._tracking_uri, self._model, version, route.batching
                 )
             loaded[version].set_batching(route.batching)
+        self._telemetry.follow(route)
         self._route, old = route, self._versions
         self._versions = {v: loaded[v] for v in route.versions}
         for version, dropped in old.items():
@@ -187,12 +192,17 @@ class ModelIngress:
             raise OipError(404, f"no answered request {request_id!r} of model {self._model!r}")
         # Only a one-row classification answer has a prediction to compare the label with.
         correct = None if answered.prediction is None else str(answered.prediction) == str(label)
+        now_s = time.time()
         record = {
             "id": request_id, "model": self._model, "version": answered.version, "label": label,
-            "prediction": answered.prediction, "correct": correct, "time_s": time.time(),
+            "prediction": answered.prediction, "correct": correct, "time_s": now_s,
         }  # fmt: skip
         url = storage.join(feedback_url(self._root, self._model), f"{request_id}.json")
         await asyncio.to_thread(storage.write_text, url, json.dumps(record))
+        self._telemetry.feedback(
+            LoggedFeedback(request_id, self._model, answered.version, now_s, label,
+                           answered.prediction)
+        )  # fmt: skip
         if correct is not None:
             await self._stats.add_feedback.remote(self._model, answered.version, correct)
         return {"id": request_id, "model_version": answered.version, "correct": correct}
@@ -209,11 +219,14 @@ class ModelIngress:
         except OipError:
             raise
         except ModelOutputError as e:
-            self._record(request_id, choice.version, False, 0.0, None)
+            self._record(request_id, choice.version, False, 0.0, None, inputs=parsed.inputs)
             return JSONResponse({"error": str(e)}, status_code=500)
+        except Exception:  # counted as the version's error, answered by the 500 handler
+            self._record(request_id, choice.version, False, 0.0, None, inputs=parsed.inputs)
+            raise
         latency_ms = (time.perf_counter() - started) * 1000.0
         prediction = _prediction(results)
-        self._record(request_id, choice.version, True, latency_ms, prediction)
+        self._record(request_id, choice.version, True, latency_ms, prediction, inputs=parsed.inputs)
         headers = {VERSION_HEADER: choice.version}
         if encoded.header_length is not None:
             headers[HEADER_LENGTH] = str(encoded.header_length)
@@ -233,12 +246,12 @@ class ModelIngress:
             results = await self._version(version).predict(parsed.inputs)
         except Exception as e:  # a failing shadow must never touch the answered request
             _log.warning("shadow %s v%s failed: %s", self._model, version, e)
-            self._record(request_id, version, False, 0.0, None, shadow=True)
+            self._record(request_id, version, False, 0.0, None, shadow=True, inputs=parsed.inputs)
             return
         latency_ms = (time.perf_counter() - started) * 1000.0
         prediction = _prediction(results)
         agrees = prediction == answered
-        self._record(request_id, version, True, latency_ms, prediction, True, agrees)
+        self._record(request_id, version, True, latency_ms, prediction, True, agrees, parsed.inputs)
 
     def _parse(self, body: bytes, request: Request, version: str) -> InferRequest:
         inputs = self._version(version).inputs
@@ -274,22 +287,35 @@ class ModelIngress:
     def _record(
         self, request_id: str, version: str, ok: bool, latency_ms: float,
         prediction: int | None, shadow: bool = False, agrees: bool | None = None,
+        inputs: tuple[np.ndarray, ...] = (),
     ) -> None:  # fmt: skip
         record = RequestRecord(
             request_id, self._model, version, shadow, ok, latency_ms, time.time(), prediction,
             agrees,
         )  # fmt: skip
         self._pending.append(record)
+        self._telemetry.observe(record, inputs)
         if not shadow and ok:
             self._recent[request_id] = record
             while len(self._recent) > _LOCAL_REQUESTS:
                 self._recent.popitem(last=False)
 
     async def _report_forever(self) -> None:
-        """Send the records gathered since the last report to the statistics actor."""
+        """Send the records gathered since the last report to the statistics actor; export
+        what the telemetry gathered."""
         while True:
             await asyncio.sleep(_REPORT_INTERVAL_S)
             records, self._pending = self._pending, []
             if records:
                 with contextlib.suppress(Exception):  # statistics must never fail a request
                     await self._stats.report.remote(records)
+            try:
+                await self._telemetry.report()
+            except Exception as e:  # nor must telemetry
+                _log.warning("telemetry of %s: %s", self._model, e)
+
+    def __del__(self) -> None:
+        """Serve stops a replica: write what its request log still holds."""
+        telemetry = getattr(self, "_telemetry", None)  # None when __init__ failed
+        if telemetry is not None:
+            telemetry.close()
