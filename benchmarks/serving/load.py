@@ -113,7 +113,10 @@ async def measure(spec: LoadSpec) -> Measurement:
     measured = Measurement()
     request = spec.request()
     start = time.perf_counter_ns()
-    window = (start + int(spec.warmup_s * 1e9), start + int((spec.warmup_s + spec.duration_s) * 1e9))
+    window = (
+        start + int(spec.warmup_s * 1e9),
+        start + int((spec.warmup_s + spec.duration_s) * 1e9),
+    )
     workers = [
         asyncio.create_task(_connection(spec, request, window, measured))
         for _ in range(spec.concurrency)

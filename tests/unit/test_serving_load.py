@@ -10,7 +10,6 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-
 from benchmarks.serving import responder
 from benchmarks.serving.load import (
     LoadSpec,
