@@ -145,7 +145,8 @@ async def _connection(
         except (OSError, EOFError, ValueError, asyncio.LimitOverrunError):
             if started >= measure_from:
                 measured.failures += 1
-            writer = _close(writer)
+            _close(writer)
+            writer = None
             await asyncio.sleep(RECONNECT_PAUSE_S)
             continue
         done = time.perf_counter_ns()
@@ -156,7 +157,8 @@ async def _connection(
             else:
                 measured.failures += 1
         if not keep_alive:
-            writer = _close(writer)
+            _close(writer)
+            writer = None
     _close(writer)
 
 

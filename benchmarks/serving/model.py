@@ -21,8 +21,8 @@ REPO = Path(__file__).resolve().parents[2]
 TRAIN_STEPS = 60
 
 
-def train_and_save(folder: Path) -> torch.nn.Module:
-    """Train the MLP briefly and save it to ``folder`` as an MLflow model; returns the model."""
+def train_and_save(folder: Path) -> None:
+    """Train the MLP briefly and save it to ``folder`` as an MLflow model."""
     task = _digits_task()
     torch.manual_seed(0)
     features, labels = task.load_data({}).tensors
@@ -40,7 +40,6 @@ def train_and_save(folder: Path) -> torch.nn.Module:
         model, str(folder), signature=signature, input_example=example,
         pip_requirements=["torch"],
     )  # fmt: skip
-    return model
 
 
 def first_row() -> np.ndarray:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -66,7 +67,7 @@ def platform(direct_ingress: bool) -> Iterator[Settings]:
     processes inherit this process's ``PYTHONPATH`` with the repository put first.
     """
     home = Path(tempfile.mkdtemp(prefix="fwb-"))  # short: Ray's unix sockets live under it
-    ports = dict(zip(PORT_FIELDS, free_ports(len(PORT_FIELDS)), strict=True))
+    ports: dict[str, Any] = dict(zip(PORT_FIELDS, free_ports(len(PORT_FIELDS)), strict=True))
     settings = Settings(
         home=home, host="127.0.0.1", serve_direct_ingress=direct_ingress, ray_address=None,
         mlflow_tracking_uri=None, ray_auth_token=None, ray_temp_dir=None, token=None,
