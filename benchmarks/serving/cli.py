@@ -66,6 +66,9 @@ def main(argv: list[str]) -> None:
                         "(responder) is always measured")  # fmt: skip
     args = parser.parse_args(argv)
     selected = {"responder", *(args.only or PEERS)}
+    # MLflow prints a link to every run it ends (registering, flywheel's deploy records) on
+    # stdout, where the table goes.
+    os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     print(f"python -m benchmarks.serving {' '.join(argv)}".rstrip(), file=sys.stderr)
     results: dict[str, list[LoadResult]] = {}
 
