@@ -23,28 +23,34 @@ TRAIN_STEPS = 60
 
 def train_and_save(folder: Path) -> None:
     """Train the MLP briefly and save it to ``folder`` as an MLflow model."""
-    task = _digits_task()
-    torch.manual_seed(0)
-    features, labels = task.load_data({}).tensors
-    model = task.build_model({})
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
-    for _ in range(TRAIN_STEPS):
-        optimizer.zero_grad()
-        torch.nn.functional.cross_entropy(model(features), labels).backward()
-        optimizer.step()
-    model.eval()
-    example = features[:5].numpy()
+    model, example = train_digits(seed=0, hparams={})
     with torch.no_grad():
-        signature = infer_signature(example, model(features[:5]).numpy())
+        signature = infer_signature(example, model(torch.from_numpy(example)).numpy())
     mlflow.pytorch.save_model(
         model, str(folder), signature=signature, input_example=example,
         pip_requirements=["torch"],
     )  # fmt: skip
 
 
+def train_digits(seed: int, hparams: dict[str, object]) -> tuple[torch.nn.Module, np.ndarray]:
+    """The digits MLP after ``TRAIN_STEPS`` full-batch Adam steps (about 2 s), in eval mode, and
+    five input rows for an MLflow signature and input example."""
+    task = digits_task()
+    torch.manual_seed(seed)
+    features, labels = task.load_data({}).tensors
+    model = task.build_model(hparams)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(TRAIN_STEPS):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(features), labels).backward()
+        optimizer.step()
+    model.eval()
+    return model, features[:5].numpy()
+
+
 def first_row() -> np.ndarray:
     """The request row: the first digit, pixels scaled to [0, 1], shape (1, 64)."""
-    features, _ = _digits_task().load_data({}).tensors
+    features, _ = digits_task().load_data({}).tensors
     return features[:1].numpy()
 
 
@@ -67,7 +73,8 @@ def answer(model: torch.nn.Module, name: str, document: dict[str, Any]) -> dict[
     }  # fmt: skip
 
 
-def _digits_task() -> ModuleType:
+def digits_task() -> ModuleType:
+    """``experiments/digits/task.py``, loaded from its file (the experiment is no package)."""
     spec = importlib.util.spec_from_file_location(
         "digits_task", REPO / "experiments" / "digits" / "task.py"
     )
