@@ -147,25 +147,23 @@ def _flywheel(
     settings: Settings, saved: Path, selected: set[str], oip: bytes, measure: Measure,
     results: dict[str, list[LoadResult]],
 ) -> None:  # fmt: skip
-    """Batching off, batching on, then off with a 10 % canary of another version."""
+    """Batching off, batching on, then off with a 10 % canary of another version (the platform's
+    stop ends the deployment)."""
     client = Client(settings)
     off, on, canary = _register(settings, saved)
     path = OIP_PATH.format(model=MODEL)
     ready = servers.answers(f"{settings.serve_url}{path}", oip)
-    try:
-        steps = [
-            ("flywheel-off", lambda: client.deploy(MODEL, version=off)),
-            ("flywheel-on", lambda: client.deploy(MODEL, version=on)),
-            ("flywheel-canary", lambda: (client.deploy(MODEL, version=off),
-                                         client.rollout(MODEL, canary, "canary", CANARY_PERCENT))),
-        ]  # fmt: skip
-        for key, change in steps:
-            if key in selected:
-                change()
-                servers.until(ready, f"{MODEL} to answer")
-                results[PEERS[key]] = measure(settings.serve_port, path, oip)
-    finally:
-        client.undeploy(MODEL)
+    steps = [
+        ("flywheel-off", lambda: client.deploy(MODEL, version=off)),
+        ("flywheel-on", lambda: client.deploy(MODEL, version=on)),
+        ("flywheel-canary", lambda: (client.deploy(MODEL, version=off),
+                                     client.rollout(MODEL, canary, "canary", CANARY_PERCENT))),
+    ]  # fmt: skip
+    for key, change in steps:
+        if key in selected:
+            change()
+            servers.until(ready, f"{MODEL} to answer")
+            results[PEERS[key]] = measure(settings.serve_port, path, oip)
 
 
 def _register(settings: Settings, saved: Path) -> tuple[str, str, str]:

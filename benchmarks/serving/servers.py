@@ -5,8 +5,10 @@ started, and everything listens on 127.0.0.1.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -51,11 +53,18 @@ def process(
     """Run ``argv`` in a session of its own until ``ready()`` holds; stop the session after."""
     child = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True)  # fmt: skip
+
+    def answering() -> bool:
+        if child.poll() is not None:
+            raise RuntimeError(f"{argv[:4]} exited with status {child.returncode}")
+        return ready()
+
     try:
-        until(lambda: child.poll() is None and ready(), f"{argv[:4]} to answer")
+        until(answering, f"{argv[:4]} to answer")
         yield
     finally:
-        os.killpg(child.pid, 15)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGTERM)
         child.wait(timeout=30)
 
 
