@@ -1,14 +1,17 @@
-"""Online inference: the digits model served by flywheel vs one FastAPI + uvicorn process vs
-`mlflow models serve`.
+"""Online inference: flywheel vs plain Serve (Python proxy, HAProxy) vs one FastAPI + uvicorn
+process vs `mlflow models serve`, all in one run, with the load generator's own ceiling.
 
-A private embedded platform (temporary home, free ports) trains digits through its `serve`
-section, which deploys version 1 (batching on); version 2 is the same weights with batching off.
-Each server then takes closed-loop load of one-row requests at each concurrency for
-``--duration-s`` seconds after a 1 s warm-up; the load generator runs on the same machine.
-flywheel and the FastAPI peer get the same OIP v2 request body; mlflow gets its own format
-(``{"inputs": [[...]]}``) for the same row.
+Every server answers the same model (see :mod:`benchmarks.serving.model`) and, except mlflow,
+the same OIP v2 request; mlflow gets its own format (``{"inputs": [[...]]}``) for the same row.
+The load generator (:mod:`benchmarks.serving.load`) runs in its own process for each
+measurement; the trivial responder (:mod:`benchmarks.serving.responder`) measures its ceiling.
+Each platform is a private embedded one (temporary home, free ports, 127.0.0.1), started for its
+servers and stopped after, one at a time: plain Serve behind Serve's Python proxy, plain Serve
+behind HAProxy (its own platform: flywheel's serving operations state every application and
+would remove it), then flywheel behind HAProxy (the default) with batching off, on, and with a
+10 % canary of a second version.
 
-    .venv/bin/python -m benchmarks.serving [--duration-s 5] [--concurrency 1 8 32]
+    python -m benchmarks.serving [--duration-s 5] [--concurrency 1 8 32] [--only PEER ...]
 """
 
 from __future__ import annotations
@@ -16,161 +19,171 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
-import httpx
+import mlflow
 from mlflow import MlflowClient
-from sklearn.datasets import load_digits
 
-from benchmarks.serving.load import LoadResult, run_load
+from benchmarks.serving import model, report, servers
+from benchmarks.serving.load import LoadResult, LoadSpec, run_load
 from flywheel.client import Client
-from flywheel.local import EmbeddedPlatform, free_ports
+from flywheel.local import free_ports
 from flywheel.settings import Settings
-from flywheel.specs.serving import ServeSpec
+from flywheel.specs.serving import BatchingSpec, ServeResourcesSpec, ServeSpec
 from flywheel.tracking import TAG_SERVE_SPEC
 
-REPO = Path(__file__).resolve().parents[2]
 MODEL = "digits-bench"
-PEER = Path(__file__).parent / "peer_fastapi.py"
-SERVE_SECTION = """
-serve:
-  batching: {enabled: true, max_batch_size: 32, batch_wait_timeout_s: 0.002}
-  resources: {num_cpus: 0.5}
-"""
+OIP_PATH = "/v2/models/{model}/infer"
+#: ``--only`` names -> the table's names, in the order they run.
+PEERS = {
+    "responder": report.CEILING,
+    "fastapi": report.FASTAPI,
+    "mlflow": report.MLFLOW,
+    "serve-proxy": report.SERVE_PROXY,
+    "serve-haproxy": report.SERVE_HAPROXY,
+    "flywheel-off": report.FLYWHEEL,
+    "flywheel-on": report.FLYWHEEL_BATCHED,
+    "flywheel-canary": report.FLYWHEEL_CANARY,
+}
+BATCHING_ON = BatchingSpec(enabled=True, max_batch_size=32, batch_wait_timeout_s=0.002)
+CANARY_PERCENT = 10.0
+
+Measure = Callable[[int, str, bytes], list[LoadResult]]
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--duration-s", type=float, default=5.0)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--duration-s", type=float, default=5.0, help="measured seconds per level")
+    parser.add_argument("--warmup-s", type=float, default=1.0, help="unmeasured seconds first")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--only", nargs="+", choices=list(PEERS), metavar="PEER",
+                        help=f"measure only these ({', '.join(PEERS)}); the generator's ceiling "
+                        "(responder) is always measured")  # fmt: skip
     args = parser.parse_args(argv)
-    row = (load_digits().data[:1] / 16.0).astype("float32")
+    selected = {"responder", *(args.only or PEERS)}
+    # MLflow prints a link to every run it ends (registering, flywheel's deploy records) on
+    # stdout, where the table goes.
+    os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+    print(f"python -m benchmarks.serving {' '.join(argv)}".rstrip(), file=sys.stderr)
+    results: dict[str, list[LoadResult]] = {}
+
+    def measure(port: int, path: str, body: bytes) -> list[LoadResult]:
+        measured = []
+        for concurrency in args.concurrency:
+            spec = LoadSpec("127.0.0.1", port, path, body, concurrency, args.duration_s,
+                            args.warmup_s)  # fmt: skip
+            result = run_load(spec)
+            cpu = result.generator_cpu_percent
+            print(f"  :{port}{path} c={concurrency}: {result.requests_per_s:.0f} req/s, "
+                  f"generator CPU {cpu:.0f} %", file=sys.stderr)  # fmt: skip
+            measured.append(result)
+        return measured
+
+    with tempfile.TemporaryDirectory(prefix="fwb-model-") as folder:
+        saved = Path(folder) / "model"
+        model.train_and_save(saved)
+        run_selected(selected, saved, measure, results)
+    ordered = {PEERS[key]: results[PEERS[key]] for key in PEERS if PEERS[key] in results}
+    print(report.markdown(ordered, args.duration_s, args.warmup_s))
+    print()
+    print("\n".join(report.verdicts(ordered)))
+
+
+def run_selected(
+    selected: set[str], saved: Path, measure: Measure, results: dict[str, list[LoadResult]]
+) -> None:
+    """Start each selected server in turn, measure it, stop it."""
+    row = model.first_row()
     oip = json.dumps({"inputs": [{"name": "input-0", "shape": [1, 64], "datatype": "FP32",
                                   "data": row.reshape(-1).tolist()}]}).encode()  # fmt: skip
-    native = json.dumps({"inputs": row.tolist()}).encode()
-    results: dict[str, list[LoadResult]] = {}
-    with platform() as settings:
-        client = Client(settings)
-        batched = deploy_digits(client, settings)
-        url = f"{settings.serve_url}/v2/models/{MODEL}/infer"
-        results["flywheel, batching on"] = measure(url, oip, args)
-        client.deploy(MODEL, version=unbatched_copy(settings, batched))
-        results["flywheel, batching off"] = measure(url, oip, args)
-        bin_dir = str(Path(sys.executable).parent)  # mlflow starts `uvicorn` from PATH
-        env = {**os.environ, "MLFLOW_TRACKING_URI": settings.tracking_uri,
-               "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")])}  # fmt: skip
-        model_uri = f"models:/{MODEL}/{batched}"
-        with server([sys.executable, str(PEER), model_uri, "{port}"], env, "/docs") as base:
-            results["FastAPI + uvicorn (1 process)"] = measure(
-                f"{base}/v2/models/m/infer", oip, args
-            )
-        mlflow = [
-            str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m", model_uri,
-            "--env-manager", "local", "-h", "127.0.0.1", "-p", "{port}", "-w", "1",
-        ]  # fmt: skip
-        with server(mlflow, env, "/ping") as base:
-            results["mlflow models serve"] = measure(f"{base}/invocations", native, args)
-        client.undeploy(MODEL)
-    print(markdown(results, args.duration_s))
+    path = OIP_PATH.format(model="m")
+    python = sys.executable
+    if "responder" in selected:
+        port = free_ports(1)[0]
+        argv = [python, "-m", "benchmarks.serving.responder", str(port)]
+        with servers.process(argv, servers.answers(f"http://127.0.0.1:{port}{path}", oip)):
+            results[report.CEILING] = measure(port, path, oip)
+    if "fastapi" in selected:
+        port = free_ports(1)[0]
+        argv = [python, "-m", "benchmarks.serving.peer_fastapi", str(saved), str(port)]
+        with servers.process(argv, servers.answers(f"http://127.0.0.1:{port}{path}", oip)):
+            results[report.FASTAPI] = measure(port, path, oip)
+    if "mlflow" in selected:
+        results[report.MLFLOW] = _mlflow_serve(
+            saved, json.dumps({"inputs": row.tolist()}).encode(), measure
+        )
+    for key, direct_ingress in (("serve-proxy", False), ("serve-haproxy", True)):
+        if key in selected:
+            with servers.platform(direct_ingress) as settings:
+                servers.deploy_plain_serve(settings, saved)
+                url = f"{settings.serve_url}{path}"
+                servers.until(servers.answers(url, oip), f"{url} to answer")
+                results[PEERS[key]] = measure(settings.serve_port, path, oip)
+    if selected & {"flywheel-off", "flywheel-on", "flywheel-canary"}:
+        with servers.platform(direct_ingress=True) as settings:
+            _flywheel(settings, saved, selected, oip, measure, results)
 
 
-def measure(url: str, body: bytes, args: argparse.Namespace) -> list[LoadResult]:
-    measured = [run_load(url, body, c, args.duration_s) for c in args.concurrency]
-    for result in measured:
-        print(f"  {url} c={result.concurrency}: {result.requests_per_s:.0f} req/s", file=sys.stderr)
-    return measured
-
-
-def deploy_digits(client: Client, settings: Settings) -> str:
-    """Train digits (3 epochs, 1 worker) through an experiment whose serve section deploys it."""
-    with tempfile.TemporaryDirectory(prefix="fw-serving-bench-") as folder:
-        shutil.copytree(REPO / "experiments" / "digits", Path(folder) / "digits")
-        spec = Path(folder) / "digits" / "train.yaml"
-        text = spec.read_text().replace("epochs: 30", "epochs: 3")
-        text = text.replace("num_workers: 2", "num_workers: 1").replace("digits-mlp", MODEL)
-        spec.write_text(text + SERVE_SECTION)
-        job_id = client.submit(spec)
-    final = list(client.follow(job_id, poll_s=2.0))[-1].job
-    if final.state != "SUCCEEDED":
-        raise SystemExit(f"training job {job_id} {final.state}:\n{client.logs(job_id)[-2000:]}")
-    [served] = client.models()
-    return served.version
-
-
-def unbatched_copy(settings: Settings, version: str) -> str:
-    """The same weights registered again, tagged to be served without batching."""
-    registry = MlflowClient(settings.tracking_uri)
-    copy = registry.copy_model_version(f"models:/{MODEL}/{version}", MODEL)
-    stored = registry.get_model_version(MODEL, version).tags[TAG_SERVE_SPEC]
-    spec = ServeSpec.model_validate_json(stored)
-    unbatched = spec.model_copy(
-        update={"batching": spec.batching.model_copy(update={"enabled": False})}
-    )
-    registry.set_model_version_tag(MODEL, copy.version, TAG_SERVE_SPEC, unbatched.model_dump_json())
-    return str(copy.version)
-
-
-@contextmanager
-def platform() -> Iterator[Settings]:
-    """A private embedded platform on free ports under a temporary home; always stopped."""
-    home = Path(tempfile.mkdtemp(prefix="fwb-"))
-    names = ("ray_dashboard_port", "ray_gcs_port", "ray_client_port", "ray_agent_port",
-             "mlflow_port", "serve_port")  # fmt: skip
-    settings = Settings(home=home, host="127.0.0.1", **dict(zip(names, free_ports(6), strict=True)))
-    embedded = EmbeddedPlatform(settings)
-    try:
-        embedded.up()
-        yield settings
-    finally:
-        embedded.down()
-        shutil.rmtree(home, ignore_errors=True)
-
-
-@contextmanager
-def server(command: list[str], env: dict[str, str], health: str) -> Iterator[str]:
-    """Start a peer server on a free port, wait until ``health`` answers, stop it after."""
+def _mlflow_serve(saved: Path, body: bytes, measure: Measure) -> list[LoadResult]:
+    """`mlflow models serve --env-manager local -w 1` (it starts `uvicorn` from PATH)."""
     port = free_ports(1)[0]
-    argv = [part.replace("{port}", str(port)) for part in command]
-    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}{health}", timeout=2, trust_env=False).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        else:
-            raise RuntimeError(f"{argv[:3]} did not answer {health} in 120 s")
-        yield base
-    finally:
-        os.killpg(process.pid, 15)
-        process.wait(timeout=30)
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")])}
+    argv = [
+        str(Path(bin_dir) / "mlflow"), "models", "serve", "-m", str(saved), "--env-manager",
+        "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1",
+    ]  # fmt: skip
+    ready = servers.answers(f"http://127.0.0.1:{port}/invocations", body)
+    with servers.process(argv, ready, env):
+        return measure(port, "/invocations", body)
 
 
-def markdown(results: dict[str, list[LoadResult]], duration_s: float) -> str:
-    """One row per server and concurrency; the ratio is to flywheel with batching on."""
-    reference = {r.concurrency: r.requests_per_s for r in results["flywheel, batching on"]}
-    lines = [
-        f"Closed-loop load, one-row requests, {duration_s:g} s per level after a 1 s warm-up.",
-        "",
-        "| server | concurrency | requests/s | p50 ms | p99 ms | failed | req/s vs flywheel |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+def _flywheel(
+    settings: Settings, saved: Path, selected: set[str], oip: bytes, measure: Measure,
+    results: dict[str, list[LoadResult]],
+) -> None:  # fmt: skip
+    """Batching off, batching on, then off with a 10 % canary of another version (the platform's
+    stop ends the deployment)."""
+    client = Client(settings)
+    off, on, canary = _register(settings, saved)
+    path = OIP_PATH.format(model=MODEL)
+    ready = servers.answers(f"{settings.serve_url}{path}", oip)
+    steps = [
+        ("flywheel-off", lambda: client.deploy(MODEL, version=off)),
+        ("flywheel-on", lambda: client.deploy(MODEL, version=on)),
+        ("flywheel-canary", lambda: (client.deploy(MODEL, version=off),
+                                     client.rollout(MODEL, canary, "canary", CANARY_PERCENT))),
+    ]  # fmt: skip
+    for key, change in steps:
+        if key in selected:
+            change()
+            servers.until(ready, f"{MODEL} to answer")
+            results[PEERS[key]] = measure(settings.serve_port, path, oip)
+
+
+def _register(settings: Settings, saved: Path) -> tuple[str, str, str]:
+    """Register the saved model folder as three versions: batching off, on, and off again (the
+    canary), each tagged with its serving settings. Same files, so the same weights."""
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_experiment("benchmarks/serving")
+    with mlflow.start_run() as run:
+        mlflow.log_artifacts(str(saved), "model")
+    first = mlflow.register_model(f"runs:/{run.info.run_id}/model", MODEL).version
+    registry = MlflowClient(settings.tracking_uri)
+    source = f"models:/{MODEL}/{first}"
+    versions = [
+        str(first),
+        *(str(registry.copy_model_version(source, MODEL).version) for _ in "ab"),
     ]
-    for name, measured in results.items():
-        for r in measured:
-            ratio = r.requests_per_s / reference[r.concurrency] if reference[r.concurrency] else 0.0
-            lines.append(
-                f"| {name} | {r.concurrency} | {r.requests_per_s:.0f} | {r.p50_ms:.1f} | "
-                f"{r.p99_ms:.1f} | {r.failures} | {ratio:.2f}x |"
-            )
-    return "\n".join(lines)
+    resources = ServeResourcesSpec(num_cpus=servers.REPLICA_CPUS)
+    batching = [BatchingSpec(enabled=False), BATCHING_ON, BatchingSpec(enabled=False)]
+    for version, batch in zip(versions, batching, strict=True):
+        spec = ServeSpec(batching=batch, resources=resources)
+        registry.set_model_version_tag(MODEL, version, TAG_SERVE_SPEC, spec.model_dump_json())
+    off, on, canary = versions
+    return off, on, canary

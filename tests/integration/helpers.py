@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
 
 import mlflow.pytorch
 import torch
+from benchmarks.serving.model import train_digits
 from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.models import infer_signature
@@ -81,20 +80,9 @@ def register_digits_version(tracking_uri: str, name: str, seed: int, tags: dict[
 
     Cost: about 2 s. Quicker than a whole experiment where a test only needs another version.
     """
-    task = _digits_task()
-    torch.manual_seed(seed)
-    data = task.load_data({})
-    features, labels = data.tensors
-    model = task.build_model({"hidden": 32})
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
-    for _ in range(60):
-        optimizer.zero_grad()
-        torch.nn.functional.cross_entropy(model(features), labels).backward()
-        optimizer.step()
-    model.eval()
-    example = features[:5].numpy()
+    model, example = train_digits(seed, {"hidden": 32})
     with torch.no_grad():
-        output = model(features[:5]).numpy()
+        output = model(torch.from_numpy(example)).numpy()
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_experiment("tests/serving")
     with mlflow.start_run():
@@ -107,13 +95,3 @@ def register_digits_version(tracking_uri: str, name: str, seed: int, tags: dict[
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
     return version
-
-
-def _digits_task() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "digits_task", REPO / "experiments" / "digits" / "task.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
