@@ -32,15 +32,18 @@ def train_and_save(folder: Path) -> None:
     )  # fmt: skip
 
 
-def train_digits(seed: int, hparams: dict[str, object]) -> tuple[torch.nn.Module, np.ndarray]:
-    """The digits MLP after ``TRAIN_STEPS`` full-batch Adam steps (about 2 s), in eval mode, and
-    five input rows for an MLflow signature and input example."""
+def train_digits(
+    seed: int, hparams: dict[str, object], steps: int = TRAIN_STEPS
+) -> tuple[torch.nn.Module, np.ndarray]:
+    """The digits MLP after ``steps`` full-batch Adam steps (``TRAIN_STEPS``: about 2 s; 0: its
+    random initial weights), in eval mode, and five input rows for an MLflow signature and input
+    example."""
     task = digits_task()
     torch.manual_seed(seed)
     features, labels = task.load_data({}).tensors
     model = task.build_model(hparams)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
-    for _ in range(TRAIN_STEPS):
+    for _ in range(steps):
         optimizer.zero_grad()
         torch.nn.functional.cross_entropy(model(features), labels).backward()
         optimizer.step()

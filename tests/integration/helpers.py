@@ -11,7 +11,7 @@ from pathlib import Path
 
 import mlflow.pytorch
 import torch
-from benchmarks.serving.model import train_digits
+from benchmarks.serving.model import TRAIN_STEPS, train_digits
 from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.models import infer_signature
@@ -75,12 +75,15 @@ def trial_runs(tracking_uri: str, parent: Run) -> list[Run]:
     )
 
 
-def register_digits_version(tracking_uri: str, name: str, seed: int, tags: dict[str, str]) -> str:
-    """Train the digits MLP briefly in this process and register it as a new version of ``name``.
+def register_digits_version(
+    tracking_uri: str, name: str, seed: int, tags: dict[str, str], trained: bool = True
+) -> str:
+    """Train the digits MLP briefly in this process and register it as a new version of ``name``
+    (``trained=False``: its random initial weights, a model that is right one time in ten).
 
     Cost: about 2 s. Quicker than a whole experiment where a test only needs another version.
     """
-    model, example = train_digits(seed, {"hidden": 32})
+    model, example = train_digits(seed, {"hidden": 32}, steps=TRAIN_STEPS if trained else 0)
     with torch.no_grad():
         output = model(torch.from_numpy(example)).numpy()
     mlflow.set_tracking_uri(tracking_uri)

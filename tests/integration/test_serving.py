@@ -111,9 +111,11 @@ def roles(client: Client) -> list[tuple[str, str]]:
     return [(v.version, v.role) for v in client.models() if v.model == MODEL]
 
 
-def new_version(settings: Settings, seed: int, spec: ServeSpec = CHEAP) -> str:
+def new_version(
+    settings: Settings, seed: int, spec: ServeSpec = CHEAP, trained: bool = True
+) -> str:
     tags = {TAG_SERVE_SPEC: spec.model_dump_json()}
-    return register_digits_version(settings.tracking_uri, MODEL, seed=seed, tags=tags)
+    return register_digits_version(settings.tracking_uri, MODEL, seed, tags, trained)
 
 
 class Load:
@@ -552,6 +554,66 @@ def test_progressive_rollout_walks_its_steps_on_live_traffic_and_promotes(
     shares = sorted(float(r.data.params["traffic_percent"]) for r in steps)
     assert shares == [50.0, 100.0]
     served.deploy(MODEL, version="1")
+
+
+class LabelledLoad(Load):
+    """Steady load of one-row requests, each followed by feedback with the row's true label."""
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=self._url, timeout=30, trust_env=False) as c:
+            row = 0
+            while not self._stop.is_set():
+                row = (row + 1) % len(PIXELS)
+                request_id = f"labelled-{threading.get_ident()}-{time.monotonic_ns()}"
+                body = infer_body(PIXELS[row : row + 1], request_id)
+                try:
+                    answer = c.post(f"/v2/models/{MODEL}/infer", json=body)
+                    told = c.post(
+                        f"/v2/models/{MODEL}/feedback",
+                        json={"id": request_id, "label": int(DIGITS.target[row])},
+                    )
+                except httpx.HTTPError as e:
+                    self.failures.append(repr(e))
+                    continue
+                for response in (answer, told):
+                    if response.status_code != 200:
+                        self.failures.append(f"{response.status_code} {response.text}")
+                self.versions[answer.json().get("model_version", "?")] += 1
+
+
+@pytest.mark.parametrize(
+    ("slo", "broken"),
+    [
+        ({"min_online_accuracy": 0.8, "min_feedback": 10}, "online accuracy"),
+        ({"max_p95_latency_ms": 0.001}, "p95 latency"),
+    ],
+    ids=["accuracy-gate", "latency-gate"],
+)
+def test_a_progressive_rollout_that_breaks_a_gate_on_live_traffic_rolls_back(
+    served: Client, platform_settings: Settings, slo: dict[str, float], broken: str
+) -> None:
+    """An untrained challenger (right one time in ten) against an accuracy gate fed by live
+    feedback, and any challenger against an impossible latency objective: the controller rolls
+    each back on its own, the champion keeps answering. Cost: about 30 s each."""
+    rollout = {"mode": "progressive", "steps": [50, 100], "step_duration_s": 2,
+               "slo": {"min_requests": 10, "max_p95_latency_ms": 5000, **slo}}  # fmt: skip
+    spec = CHEAP.model_copy(update={"rollout": CHEAP.rollout.model_validate(rollout)})
+    challenger = new_version(platform_settings, seed=13, spec=spec, trained=False)
+    store = FileDocumentStore(Path(platform_settings.storage_root) / "serving")
+    rules = store.read().models[MODEL].serve.model_copy(update={"rollout": spec.rollout})
+    backend = ServeRestBackend(platform_settings.jobs_url, read_ray_auth_token(platform_settings))
+    ServingService(store, backend, serve_target(platform_settings)).deploy(MODEL, "1", spec=rules)
+
+    with LabelledLoad(platform_settings, threads=2) as load:
+        result = served.rollout(MODEL, challenger, "progressive", wait=True)
+
+    assert load.failures == []
+    assert result.decision == "rollback", result
+    assert broken in (result.reason or ""), result.reason
+    assert load.versions[challenger] > 0  # it did answer live traffic before it was judged
+    assert roles(served) == [("1", "champion")]
+    assert aliases(platform_settings) == {"champion": "1"}
+    served.deploy(MODEL, version="1")  # back to version 1's own rules
 
 
 def test_cli_serves_and_rejects_bad_input_with_exit_2(
