@@ -12,6 +12,7 @@ No ``from __future__ import annotations`` here: FastAPI reads the routes' annota
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import random
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from ray import serve
 from starlette.background import BackgroundTask
@@ -41,6 +43,18 @@ from flywheel.runtime.serve.oip import (
     model_metadata,
     parse_feedback,
     parse_infer_request,
+)
+from flywheel.runtime.serve.oip_schema import (
+    FeedbackRequest,
+    FeedbackResponse,
+    InferenceRequest,
+    InferenceResponse,
+    ModelMetadata,
+    ModelReady,
+    VersionReady,
+    error_responses,
+    json_body,
+    request_schemas,
 )
 from flywheel.runtime.serve.stats import RequestRecord, feedback_url, request_stats
 from flywheel.runtime.serve.telemetry import ReplicaTelemetry
@@ -72,6 +86,64 @@ class _BarePrefix:
 
 
 api.add_middleware(_BarePrefix)
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, plus the request bodies' schemas (the routes read their bodies
+    themselves, so FastAPI knows of them only through ``openapi_extra``), less the 422 it adds
+    to routes with parameters: a bad request is a 400 here."""
+    if app.openapi_schema is None:
+        document = get_openapi(
+            title=app.title, version=app.version, description=_DESCRIPTION, routes=app.routes,
+            servers=app.servers,
+        )  # fmt: skip
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        schemas.update(request_schemas())
+        for name in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(name, None)
+        for operations in document["paths"].values():
+            for operation in operations.values():
+                operation["responses"].pop("422", None)
+        app.openapi_schema = document
+    return app.openapi_schema
+
+
+_DESCRIPTION = (
+    "The Open Inference Protocol v2 REST API of one served model, as KServe defines it "
+    "(open_inference_rest.yaml), with the binary tensor data extension."
+)
+_BINARY_BODY = {
+    "schema": {
+        "type": "string",
+        "format": "binary",
+        "description": "The binary tensor data extension: the JSON request (each binary input "
+        "with parameters.binary_data_size and no data), then the raw little-endian tensors in "
+        "order; the Inference-Header-Content-Length header gives the JSON part's length.",
+    }
+}
+_HEADER_LENGTH = {
+    "name": HEADER_LENGTH,
+    "in": "header",
+    "required": False,
+    "description": "The binary tensor data extension: the length in bytes of the JSON part.",
+    "schema": {"type": "string", "pattern": "^[0-9]+$"},
+}
+_INFER_BODY = json_body(InferenceRequest, "An inference request.")
+_INFER_BODY["content"]["application/octet-stream"] = _BINARY_BODY
+_INFER = {"requestBody": _INFER_BODY, "parameters": [_HEADER_LENGTH]}
+_INFERRED: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": InferenceResponse,
+        "description": "The outputs; with the binary tensor data extension (any output asked "
+        "for in binary) the JSON part then the raw tensors, its length in the "
+        "Inference-Header-Content-Length header.",
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        "headers": {VERSION_HEADER: {"description": "The version that answered.",
+                                     "schema": {"type": "string"}}},
+    },
+}  # fmt: skip
+# FastAPI's documented way to extend the document; bound to the app, which Serve ships pickled.
+api.openapi = functools.partial(_openapi, api)  # type: ignore[method-assign]
 
 
 @api.exception_handler(HTTPException)
@@ -143,28 +215,46 @@ class ModelIngress:
         if self._reporter is None:
             self._reporter = asyncio.get_running_loop().create_task(self._report_forever())
 
-    @api.get("/")
+    @api.get(
+        "/", response_model=None, responses={200: {"model": ModelMetadata}, **error_responses(503)}
+    )
     async def metadata(self) -> dict[str, Any]:
         route = self._current()
         champion = self._version(route.champion)
         return model_metadata(self._model, route.versions, champion.inputs, champion.outputs)
 
-    @api.get("/ready")
+    @api.get(
+        "/ready",
+        response_model=None,
+        responses={200: {"model": ModelReady}, **error_responses(503)},
+    )
     async def ready(self) -> dict[str, Any]:
         self._current()
         return {"name": self._model, "ready": True}
 
-    @api.get("/versions/{version}")
+    @api.get(
+        "/versions/{version}",
+        response_model=None,
+        responses={200: {"model": ModelMetadata}, **error_responses(404)},
+    )
     async def version_metadata(self, version: str) -> dict[str, Any]:
         loaded = self._version(version)
         return model_metadata(self._model, [version], loaded.inputs, loaded.outputs)
 
-    @api.get("/versions/{version}/ready")
+    @api.get(
+        "/versions/{version}/ready",
+        response_model=None,
+        responses={200: {"model": VersionReady}, **error_responses(404)},
+    )
     async def version_ready(self, version: str) -> dict[str, Any]:
         self._version(version)
         return {"name": self._model, "version": version, "ready": True}
 
-    @api.post("/infer")
+    @api.post(
+        "/infer",
+        openapi_extra=_INFER,
+        responses={**_INFERRED, **error_responses(400, 413, 500, 503)},
+    )
     async def infer(self, request: Request) -> Response:
         body = await self._body(request)
         route = self._current()
@@ -177,13 +267,24 @@ class ModelIngress:
             parsed = self._parse(body, request, choice.version)
         return await self._answer(parsed, choice)
 
-    @api.post("/versions/{version}/infer")
+    @api.post(
+        "/versions/{version}/infer",
+        openapi_extra=_INFER,
+        responses={**_INFERRED, **error_responses(400, 404, 413, 500)},
+    )
     async def version_infer(self, version: str, request: Request) -> Response:
         body = await self._body(request)
         parsed = self._parse(body, request, version)
         return await self._answer(parsed, RouteChoice(version))
 
-    @api.post("/feedback")
+    @api.post(
+        "/feedback",
+        response_model=None,
+        responses={200: {"model": FeedbackResponse}, **error_responses(400, 404, 413)},
+        openapi_extra={
+            "requestBody": json_body(FeedbackRequest, "The true label of an answered request.")
+        },
+    )
     async def feedback(self, request: Request) -> dict[str, Any]:
         """Store the true label of an answered request, tied to the version that answered."""
         request_id, label = parse_feedback(await self._body(request))

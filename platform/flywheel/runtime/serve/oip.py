@@ -240,8 +240,10 @@ def _input_tensors(
         raise OipError(400, "'inputs' must be a non-empty list of tensors")
     if not all(isinstance(t, dict) for t in tensors):
         raise OipError(400, "each input must be an object with name, shape, datatype and data")
-    by_name = {info.name: info for info in expected}
     names = [t.get("name") for t in tensors]
+    if not all(isinstance(n, str) for n in names):
+        raise OipError(400, "each input needs a 'name' (a string)")
+    by_name = {info.name: info for info in expected}
     unknown = [n for n in names if n not in by_name]
     if unknown:
         known = ", ".join(repr(n) for n in by_name)

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException
 
 from flywheel.rollout import Observation
 from flywheel.runtime.serve.oip import server_metadata
+from flywheel.runtime.serve.oip_schema import Live, Ready, ServerMetadata
 from flywheel.runtime.serve.stats import request_stats
 from flywheel.serving.stats import StepObservation, VersionStats
 
@@ -44,15 +45,15 @@ class Root:
         self._stats = request_stats(storage_root)
         self._version = importlib.metadata.version("flywheel")
 
-    @api.get("/v2")
+    @api.get("/v2", response_model=None, responses={200: {"model": ServerMetadata}})
     async def server(self) -> dict[str, Any]:
         return server_metadata(SERVER_NAME, self._version)
 
-    @api.get("/v2/health/live")
+    @api.get("/v2/health/live", response_model=None, responses={200: {"model": Live}})
     async def live(self) -> dict[str, bool]:
         return {"live": True}
 
-    @api.get("/v2/health/ready")
+    @api.get("/v2/health/ready", response_model=None, responses={200: {"model": Ready}})
     async def ready(self) -> dict[str, bool]:
         return {"ready": True}
 
