@@ -21,6 +21,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -87,17 +88,21 @@ def main(argv: list[str]) -> None:
     with tempfile.TemporaryDirectory(prefix="fwb-model-") as folder:
         saved = Path(folder) / "model"
         model.train_and_save(saved)
-        run_selected(selected, saved, measure, results)
+        operations = run_selected(selected, saved, measure, results)
     ordered = {PEERS[key]: results[PEERS[key]] for key in PEERS if PEERS[key] in results}
     print(report.markdown(ordered, args.duration_s, args.warmup_s))
     print()
     print("\n".join(report.verdicts(ordered)))
+    if operations:
+        print()
+        print(report.operations_markdown(operations))
 
 
 def run_selected(
     selected: set[str], saved: Path, measure: Measure, results: dict[str, list[LoadResult]]
-) -> None:
-    """Start each selected server in turn, measure it, stop it."""
+) -> list[tuple[str, float]]:
+    """Start each selected server in turn, measure it, stop it; return how long each flywheel
+    serving operation took (seconds, as the client waited for it)."""
     row = model.first_row()
     oip = json.dumps({"inputs": [{"name": "input-0", "shape": [1, 64], "datatype": "FP32",
                                   "data": row.reshape(-1).tolist()}]}).encode()  # fmt: skip
@@ -124,9 +129,11 @@ def run_selected(
                 url = f"{settings.serve_url}{path}"
                 servers.until(servers.answers(url, oip), f"{url} to answer")
                 results[PEERS[key]] = measure(settings.serve_port, path, oip)
+    operations: list[tuple[str, float]] = []
     if selected & {"flywheel-off", "flywheel-on", "flywheel-canary"}:
         with servers.platform(direct_ingress=True) as settings:
-            _flywheel(settings, saved, selected, oip, measure, results)
+            _flywheel(settings, saved, selected, oip, measure, results, operations)
+    return operations
 
 
 def _mlflow_serve(saved: Path, body: bytes, measure: Measure) -> list[LoadResult]:
@@ -145,23 +152,32 @@ def _mlflow_serve(saved: Path, body: bytes, measure: Measure) -> list[LoadResult
 
 def _flywheel(
     settings: Settings, saved: Path, selected: set[str], oip: bytes, measure: Measure,
-    results: dict[str, list[LoadResult]],
+    results: dict[str, list[LoadResult]], operations: list[tuple[str, float]],
 ) -> None:  # fmt: skip
     """Batching off, batching on, then off with a 10 % canary of another version (the platform's
-    stop ends the deployment)."""
+    stop ends the deployment). Each serving operation is timed as the client waits for it."""
     client = Client(settings)
     off, on, canary = _register(settings, saved)
     path = OIP_PATH.format(model=MODEL)
     ready = servers.answers(f"{settings.serve_url}{path}", oip)
+
+    def timed(what: str, operation: Callable[[], object]) -> None:
+        started_s = time.perf_counter()
+        operation()
+        operations.append((what, time.perf_counter() - started_s))
+
     steps = [
-        ("flywheel-off", lambda: client.deploy(MODEL, version=off)),
-        ("flywheel-on", lambda: client.deploy(MODEL, version=on)),
-        ("flywheel-canary", lambda: (client.deploy(MODEL, version=off),
-                                     client.rollout(MODEL, canary, "canary", CANARY_PERCENT))),
+        ("flywheel-off", [("deploy", lambda: client.deploy(MODEL, version=off))]),
+        ("flywheel-on", [("deploy (version switch)", lambda: client.deploy(MODEL, version=on))]),
+        ("flywheel-canary", [
+            ("deploy (version switch)", lambda: client.deploy(MODEL, version=off)),
+            ("rollout canary", lambda: client.rollout(MODEL, canary, "canary", CANARY_PERCENT)),
+        ]),
     ]  # fmt: skip
-    for key, change in steps:
+    for key, changes in steps:
         if key in selected:
-            change()
+            for what, change in changes:
+                timed(what if operations else f"{what}, Serve's first start", change)
             servers.until(ready, f"{MODEL} to answer")
             results[PEERS[key]] = measure(settings.serve_port, path, oip)
 

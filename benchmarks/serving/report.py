@@ -126,3 +126,11 @@ def _ratio(value: float, reference: float | None) -> str:
     if reference is None or not reference or math.isnan(reference) or math.isnan(value):
         return "-"
     return f"{value / reference:.2f}x"
+
+
+def operations_markdown(operations: list[tuple[str, float]]) -> str:
+    """How long each flywheel serving operation took, as the client waited for it (through the
+    control plane, until Serve runs the new document)."""
+    lines = ["| flywheel serving operation (in order) | seconds |", "|---|---:|"]
+    lines += [f"| {what} | {seconds:.1f} |" for what, seconds in operations]
+    return "\n".join(lines)
