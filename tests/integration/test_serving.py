@@ -48,6 +48,7 @@ from flywheel.serving_service import ServingService
 from flywheel.settings import Settings
 from flywheel.specs.serving import ServeSpec
 from flywheel.tracking import ROLLOUT_EXPERIMENT, TAG_ROLLOUT_DECISION, TAG_SERVE_SPEC
+from flywheel.wire import ServedVersion
 
 from .helpers import REPO, copy_experiment, register_digits_version, run_cli
 
@@ -467,12 +468,12 @@ def test_canary_at_50_promote_and_rollback_under_load_answer_every_request(
     canary = new_version(platform_settings, seed=2)
     second = new_version(platform_settings, seed=3)
     with Load(platform_settings) as load:
-        time.sleep(1.0)
+        assert poll(lambda: load.versions["1"] >= 20, 60), load.versions
         started = served.rollout(MODEL, canary, "canary", canary_percent=50)
         assert started.elapsed_s < 60, started  # a new version: seconds, not a Ray job
         assert aliases(platform_settings) == {"champion": "1", "challenger": canary}
         before = Counter(load.versions)
-        time.sleep(3.0)
+        assert poll(lambda: answered_since(load, before, ("1", canary)) >= 20, 60), load.versions
         during = load.versions - before
         served.rollback(MODEL)
         assert aliases(platform_settings) == {"champion": "1"}
@@ -480,9 +481,10 @@ def test_canary_at_50_promote_and_rollback_under_load_answer_every_request(
         served.promote(MODEL)
         assert aliases(platform_settings) == {"champion": second}
         promoted = load.versions[second]
-        time.sleep(1.0)
+        assert poll(lambda: load.versions[second] >= promoted + 20, 60), load.versions
         switched = served.deploy(MODEL, version="1")
-        time.sleep(1.0)
+        back = load.versions["1"]
+        assert poll(lambda: load.versions["1"] >= back + 20, 60), load.versions
     assert load.failures == [], load.failures[:5]
     assert during["1"] > 0 and during[canary] > 0, during  # both answered during the canary
     assert load.versions[second] > promoted > 0, load.versions
@@ -520,7 +522,8 @@ def test_canary_takes_its_share_and_feedback_gives_online_accuracy(
             labelled[answer.json()["model_version"]] += 1
     # Binomial(400, 0.3): mean 120, standard deviation 9.2; 4 deviations either way.
     assert 83 <= answered[version] <= 157, answered
-    time.sleep(1.5)  # replicas report their records every 0.5 s
+    # Replicas report their records every 0.5 s: wait until the feedback is all counted.
+    assert poll(lambda: feedback_counted(served, version) == labelled[version], 30), labelled
     listed = {v.version: v for v in served.models()}
     assert listed[version].traffic_percent == 30 and listed["1"].traffic_percent == 70
     assert listed[version].stats.feedback == labelled[version]
@@ -541,12 +544,12 @@ def test_shadow_answers_are_recorded_after_the_answer_and_never_returned(
     for i in range(60):
         answer = http.post(f"/v2/models/{MODEL}/infer", json=infer_body(PIXELS[i : i + 1]))
         assert answer.json()["model_version"] == "1"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        shadow = {v.version: v for v in served.models()}[version]
-        if shadow.stats.shadow_requests >= 60:
-            break
-        time.sleep(0.5)
+
+    def shadow_version() -> ServedVersion:
+        return {v.version: v for v in served.models()}[version]
+
+    poll(lambda: shadow_version().stats.shadow_requests >= 60, 20)
+    shadow = shadow_version()
     assert shadow.role == "shadow" and shadow.traffic_percent == 0.0
     assert shadow.stats.shadow_requests >= 60 and shadow.stats.requests == 0
     assert shadow.stats.shadow_agreement is not None
@@ -727,7 +730,14 @@ def replica_pids(settings: Settings) -> list[int]:
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"no {what} within {timeout_s:.0f} s"
-        time.sleep(0.5)
+    assert poll(condition, timeout_s), f"no {what} within {timeout_s:.0f} s"
+
+
+def answered_since(load: Load, before: Counter[str], versions: tuple[str, ...]) -> int:
+    """The fewest answers any of ``versions`` gave since ``before`` was counted."""
+    return min((load.versions - before)[v] for v in versions)
+
+
+def feedback_counted(client: Client, version: str) -> int:
+    """The feedback the statistics actor counts for ``version`` of MODEL."""
+    return {v.version: v.stats.feedback for v in client.models()}.get(version, -1)
