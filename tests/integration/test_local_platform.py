@@ -7,6 +7,7 @@ start nothing and take under a second.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -19,9 +20,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from ray.job_submission import JobStatus, JobSubmissionClient
 
+from flywheel.client import Client
 from flywheel.errors import PlatformError, PortInUseError
 from flywheel.local import (
     CONTROL_PLANE,
@@ -33,6 +36,10 @@ from flywheel.local import (
     read_ray_auth_token,
 )
 from flywheel.settings import Settings
+from flywheel.specs.serving import ServeSpec
+from flywheel.tracking import TAG_SERVE_SPEC
+
+from .helpers import register_digits_version
 
 pytestmark = pytest.mark.integration
 
@@ -269,3 +276,42 @@ def _is_running(pid: int) -> bool:
     except OSError:
         return False
     return stat[stat.rindex(")") + 2] != "Z"
+
+
+@pytest.mark.timeout(600)
+def test_with_direct_ingress_off_serves_models_through_serves_python_proxy(
+    free_port_settings: Callable[..., Settings], short_home: Path
+) -> None:
+    """`FLYWHEEL_SERVE_DIRECT_INGRESS=false`: no HAProxy runs, and a deployed model answers
+    through Serve's Python proxy. Cost: about 90 s (a platform, Serve's start, one replica)."""
+    settings = free_port_settings(short_home, serve_direct_ingress=False)
+    platform = EmbeddedPlatform(settings)
+    try:
+        platform.up()
+        spec = ServeSpec.model_validate({"resources": {"num_cpus": 0.1}})
+        tags = {TAG_SERVE_SPEC: spec.model_dump_json()}
+        version = register_digits_version(settings.tracking_uri, "proxied", 1, tags)
+        deployed = Client(settings).deploy("proxied", version=version)
+        row = {"name": "input-0", "shape": [1, 64], "datatype": "FP32", "data": [0.0] * 64}
+        answer = httpx.post(
+            f"{settings.serve_url}/v2/models/proxied/infer", json={"inputs": [row]},
+            timeout=30, trust_env=False,
+        )  # fmt: skip
+        processes = _platform_process_names(short_home)
+    finally:
+        platform.down()
+    assert deployed.champion == version
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["model_version"] == version
+    assert "haproxy" not in processes and any("ProxyActor" in p for p in processes), processes
+
+
+def _platform_process_names(home: Path) -> set[str]:
+    """Names (and Ray actor titles) of every process the platform's sessions started."""
+    names = set()
+    for pid_file in (home / "run").glob("*.pid"):
+        root = psutil.Process(int(pid_file.read_text()))
+        for process in (root, *root.children(recursive=True)):
+            with contextlib.suppress(psutil.Error):
+                names.add(" ".join(process.cmdline()[:1]) or process.name())
+    return names
