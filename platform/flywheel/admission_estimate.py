@@ -73,7 +73,7 @@ def _apply(
 ) -> None:
     for workload_id in decision.admit:
         world[workload_id] = replace(world[workload_id], state="admitted", admitted_at_s=time_s)
-        admitted_at[workload_id] = time_s
+        admitted_at.setdefault(workload_id, time_s)  # its first admission: the one it waits for
     for preemption in decision.preempt:
         world[preemption.victim] = _requeued(world[preemption.victim], time_s)
 

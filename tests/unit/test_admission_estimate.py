@@ -141,3 +141,17 @@ def test_estimates_are_never_before_now_and_now_for_what_is_admitted_now(
             assert estimate.admitted_at_s == NOW_S
         elif estimate.admitted_at_s is not None:
             assert estimate.admitted_at_s >= NOW_S
+
+
+def test_a_workload_admitted_now_is_estimated_now_even_if_a_later_round_reclaims_it() -> None:
+    """Found by the property test: q5 borrows now, and a later round at the same time reclaims
+    the loan for the lender's queued work; its estimate is its first admission, now."""
+    workloads = [
+        queued("q0", "vision", 1, 0.0, None), queued("q1", "vision", 1, 1.0, None),
+        queued("q2", "vision", 1, 2.0, None), queued("q3", "language", 1, 3.0, 10.0),
+        queued("q4", "language", 1, 4.0, 11.0), queued("q5", "vision", 2, 5.0, None),
+        queued("q6", "language", 3, 6.0, None),
+    ]  # fmt: skip
+    spec = teams(borrow=1)
+    assert "q5" in decide(spec, CLUSTER, workloads).admit
+    assert estimate_admissions(spec, CLUSTER, workloads, NOW_S)["q5"].admitted_at_s == NOW_S
