@@ -51,6 +51,7 @@ from flywheel.wire import (
     FeedbackAnswer,
     InferenceAnswer,
     QueueView,
+    RetrainView,
     RolloutStep,
     ServedVersion,
     ServeResult,
@@ -132,6 +133,11 @@ class Client:
         """Continue the last search of ``experiment`` from its stored bundle; return the new id."""
         body = {"name": experiment, "team": team}
         return self._api.call("POST", "/experiments/resume", ExperimentView, json=body).id
+
+    def retrain(self, model: str) -> RetrainView:
+        """Queue a retraining of ``model`` from its own spec, with its fed-back requests added
+        to the training data; the new version starts as the serve section says (shadow, canary)."""
+        return self._api.call("POST", f"/models/{model}/retrain", RetrainView)
 
     def jobs(self) -> list[ExperimentView]:
         """The team's experiments, newest first."""

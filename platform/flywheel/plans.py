@@ -28,6 +28,22 @@ META_SPEC_SHA256 = "flywheel.spec_sha256"
 META_BUNDLE = "flywheel.bundle"
 
 
+class FeedbackSet(BaseModel):
+    """Production examples a retraining adds to its training data: fed-back requests, stored as
+    Parquet (``request_id``, ``wrong``, features, ``y``) under the storage root."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    model: str = Field(description="Registered model whose requests were fed back.")
+    from_version: str = Field(description="The version the retraining starts from.")
+    url: str = Field(description="The Parquet file (content-addressed by its fingerprint).")
+    fingerprint: str = Field(description="sha256 of the rows (features, labels, request ids).")
+    rows: int = Field(description="Training rows: each mistaken request repeated.")
+    requests: int = Field(description="Distinct fed-back requests in it.")
+    wrong: int = Field(description="Of those, requests the model had got wrong.")
+    right: int = Field(description="Of those, requests the model had got right.")
+
+
 class JobPlan(BaseModel):
     """Everything a job needs, written into its bundle as JSON."""
 
@@ -48,6 +64,9 @@ class JobPlan(BaseModel):
     serve_target: ServeTarget | None = Field(
         default=None, description="Where the spec's `serve` section deploys the model."
     )
+    feedback: FeedbackSet | None = Field(
+        default=None, description="Production examples added to the training part (a retrain)."
+    )
 
 
 def spec_sha256(spec_bytes: bytes) -> str:
@@ -64,6 +83,18 @@ def resumed_plan(plan: JobPlan, job_id: str) -> JobPlan:
     """The plan of a job that continues ``plan``'s search under a new id."""
     metadata = {**plan.metadata, META_BUNDLE: bundle_url(plan.storage_root, job_id)}
     return plan.model_copy(update={"job_id": job_id, "resume": True, "metadata": metadata})
+
+
+def retrain_plan(plan: JobPlan, job_id: str, feedback: FeedbackSet) -> JobPlan:
+    """The plan of a job that reruns ``plan``'s spec with ``feedback`` added to its training data.
+
+    A fresh experiment, not a resume: a search in the spec runs again on the new data. Feedback
+    of an earlier retraining is replaced, not added to: ``feedback`` holds every fed-back request.
+    """
+    metadata = {**plan.metadata, META_BUNDLE: bundle_url(plan.storage_root, job_id)}
+    return plan.model_copy(
+        update={"job_id": job_id, "resume": False, "metadata": metadata, "feedback": feedback}
+    )
 
 
 def new_job_id(spec: ExperimentSpec) -> str:

@@ -24,6 +24,7 @@ class RetrainingData:
     features: np.ndarray  # (rows, *input_shape), float32
     labels: np.ndarray  # (rows,), int64
     request_ids: tuple[str, ...]  # the request of each row
+    mistaken: tuple[bool, ...]  # whether the model got each row's request wrong
     wrong: int  # labelled requests the model got wrong (each repeated)
     right: int  # labelled requests it got right (each once)
     skipped: int  # feedback without a logged request, or with a label that is not a class
@@ -42,7 +43,7 @@ def retraining_data(
         raise ValueError("wrong_repeats must be at least 1")
     logged = {r.request_id: r for r in requests if r.ok and r.inputs and not r.shadow}
     latest = {f.request_id: f for f in feedback}
-    rows: list[tuple[LoggedRequest, int]] = []
+    rows: list[tuple[LoggedRequest, int, bool]] = []
     wrong = right = skipped = 0
     for request_id, record in latest.items():
         request = logged.get(request_id)
@@ -52,13 +53,14 @@ def retraining_data(
             continue
         mistaken = request.prediction is None or _class(request.prediction) != label
         wrong, right = wrong + mistaken, right + (not mistaken)
-        rows.extend([(request, label)] * (wrong_repeats if mistaken else 1))
+        rows.extend([(request, label, mistaken)] * (wrong_repeats if mistaken else 1))
     shape = tuple(rows[0][0].input_shape) if rows and rows[0][0].input_shape else (-1,)
-    features = np.asarray([r.inputs for r, _ in rows], dtype=np.float32)
+    features = np.asarray([r.inputs for r, _, _ in rows], dtype=np.float32)
     return RetrainingData(
         features=features.reshape((len(rows), *shape)) if rows else features,
-        labels=np.asarray([label for _, label in rows], dtype=np.int64),
-        request_ids=tuple(r.request_id for r, _ in rows),
+        labels=np.asarray([label for _, label, _ in rows], dtype=np.int64),
+        request_ids=tuple(r.request_id for r, _, _ in rows),
+        mistaken=tuple(m for _, _, m in rows),
         wrong=wrong,
         right=right,
         skipped=skipped,

@@ -130,6 +130,13 @@ class Settings(BaseSettings):
         le=60.0,
         description="How often the control plane's queue driver reconciles and admits.",
     )
+    monitor_interval_s: float = Field(
+        default=300.0,
+        ge=0.0,
+        description="How often the control plane checks every served model for drift (the "
+        "check `flywheel monitor` runs), raising alerts and, where the serve section says so, "
+        "retraining; 0 turns the periodic check off.",
+    )
 
     backend: Literal["local", "kubernetes"] = Field(
         default="local",

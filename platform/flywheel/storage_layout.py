@@ -9,6 +9,7 @@ Pure: strings in, strings out, no I/O. A root is a local directory or ``s3://buc
     <root>/search/<team>/<experiment>/tune/         Ray Tune experiment state
     <root>/serving/routes.json                      the router's routes
     <root>/serving/feedback/<model>/                one JSON object per feedback record
+    <root>/feedback-sets/<model>/<fingerprint>.parquet  production examples a retraining adds
     <root>/mlflow-artifacts/                        MLflow's artifact root (s3:// roots)
 """
 
@@ -99,6 +100,10 @@ class StorageLayout:
 
     def feedback(self, model: str) -> str:
         return join(self.root, "serving", "feedback", model)
+
+    def feedback_set(self, model: str, fingerprint: str) -> str:
+        """The production examples (fed-back requests) one retraining of ``model`` adds."""
+        return join(self.root, "feedback-sets", model, f"{fingerprint}.parquet")
 
     def mlflow_artifacts(self) -> str:
         """MLflow's artifact root when the storage root is in a bucket."""

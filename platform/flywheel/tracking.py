@@ -37,6 +37,9 @@ TAG_SNAPSHOT = "flywheel.snapshot"
 #: Model version tag: the artifact path, in the version's run, of its training profile.
 TAG_PROFILE = "flywheel.profile"
 TAG_SNAPSHOT_URL = "flywheel.snapshot_url"
+#: ``<model>/<version>`` a retraining started from, and the fingerprint of its feedback set.
+TAG_RETRAIN_OF = "flywheel.retrain_of"
+TAG_FEEDBACK_SET = "flywheel.feedback_set"
 
 _MAX_TAG_CHARS = 5000
 _PARAMS_PER_BATCH = 100
@@ -322,10 +325,18 @@ def resolve_model_version(
     return str(max(int(v.version) for v in versions)) if versions else None
 
 
-def model_team(tracking_uri: str, name: str) -> str | None:
-    """The team that owns registered model ``name``: the ``flywheel.team`` tag of the run that
-    produced its latest version. None when the model is unknown or was registered outside an
-    experiment (then only the admin may serve it)."""
+@dataclass(frozen=True)
+class ModelOrigin:
+    """Where a registered model's latest version came from: its run's team and job."""
+
+    version: str
+    team: str | None  # None: registered outside an experiment
+    job_id: str | None
+
+
+def model_origin(tracking_uri: str, name: str) -> ModelOrigin | None:
+    """The latest version of ``name`` with its run's ``flywheel.team`` and ``flywheel.job_id``
+    tags; None when the model is unknown."""
     client = MlflowClient(tracking_uri)
     try:
         versions = client.search_model_versions(f"name='{name}'")
@@ -334,13 +345,22 @@ def model_team(tracking_uri: str, name: str) -> str | None:
     if not versions:
         return None
     latest = max(versions, key=lambda v: int(v.version))
-    if not latest.run_id:
-        return None
-    try:
-        team = client.get_run(latest.run_id).data.tags.get(TAG_TEAM)
-    except MlflowException:
-        return None
-    return str(team) if team else None
+    tags: dict[str, str] = {}
+    if latest.run_id:
+        try:
+            tags = client.get_run(latest.run_id).data.tags
+        except MlflowException:
+            tags = {}
+    team, job_id = tags.get(TAG_TEAM) or None, tags.get(TAG_JOB_ID) or None
+    return ModelOrigin(str(latest.version), team, job_id)
+
+
+def model_team(tracking_uri: str, name: str) -> str | None:
+    """The team that owns registered model ``name``: the ``flywheel.team`` tag of the run that
+    produced its latest version. None when the model is unknown or was registered outside an
+    experiment (then only the admin may serve it)."""
+    origin = model_origin(tracking_uri, name)
+    return origin.team if origin is not None else None
 
 
 def set_alias(tracking_uri: str, name: str, alias: str, version: str) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from flywheel.plans import FeedbackSet
 from flywheel.serving.stats import VersionStats
 from flywheel.specs.serving import RolloutMode
 from flywheel.specs.teams import Resources
@@ -218,3 +219,10 @@ class ClusterView(WireModel):
     serve_url: str = Field(description="Base URL of the model gateway (OIP v2).")
     tracking_uri: str = Field(description="MLflow tracking URI.")
     storage_root: str = Field(description="The cluster's default storage root.")
+
+
+class RetrainView(WireModel):
+    """A retraining the control plane queued: the experiment and the production examples it adds."""
+
+    experiment: ExperimentView = Field(description="The queued retraining experiment.")
+    feedback: FeedbackSet = Field(description="The fed-back requests added to its training data.")

@@ -28,6 +28,7 @@ def test_mistakes_are_repeated_and_right_answers_kept_once() -> None:
     assert data.features.shape == (5, 2, 2) and data.features.dtype == np.float32
     np.testing.assert_allclose(data.features[1], np.full((2, 2), 0.2))
     assert (data.wrong, data.right, data.skipped) == (1, 2, 0)
+    assert data.mistaken == (False, True, True, True, False)
 
 
 def test_feedback_without_a_logged_request_or_a_class_label_is_skipped() -> None:

@@ -118,6 +118,19 @@ def resume(
 
 
 @app.command()
+def retrain(
+    model: ModelName,
+    follow: Annotated[bool, typer.Option(help="Show live progress until the job ends.")] = False,
+) -> None:
+    """Retrain a model from its own spec with its production feedback added (mistakes weighted)."""
+    client = Client()
+    queued = client.retrain(model)
+    render.retrain_queued(queued)
+    if follow:
+        raise typer.Exit(_follow(client, queued.experiment.id))
+
+
+@app.command()
 def jobs(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:

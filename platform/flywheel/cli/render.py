@@ -34,7 +34,14 @@ from flywheel.readiness import ReadinessReport
 from flywheel.snapshots import SnapshotManifest
 from flywheel.specs.experiment import ExperimentSpec
 from flywheel.specs.teams import Resources
-from flywheel.wire import ExperimentView, Explanation, QueueView, TeamUsage, TokenCreated
+from flywheel.wire import (
+    ExperimentView,
+    Explanation,
+    QueueView,
+    RetrainView,
+    TeamUsage,
+    TokenCreated,
+)
 
 _TOP_FEATURES = 10
 
@@ -115,6 +122,16 @@ def platform_status(state: PlatformStatus) -> None:
 
 def submitted(experiment_id: str) -> None:
     out.print(f"submitted job [bold]{experiment_id}[/]")
+
+
+def retrain_queued(queued: RetrainView) -> None:
+    feedback = queued.feedback
+    out.print(
+        f"submitted job [bold]{queued.experiment.id}[/]: retrains {feedback.model} version "
+        f"{feedback.from_version} with {feedback.requests} fed-back requests "
+        f"({feedback.wrong} it got wrong, each repeated; {feedback.rows} training rows)"
+    )
+    out.print(f"feedback set: {feedback.url}")
 
 
 def stopped(experiment_id: str, was_running: bool) -> None:

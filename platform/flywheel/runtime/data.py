@@ -8,9 +8,18 @@ from typing import Any, cast
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from torch.utils.data import (
+    ConcatDataset,
+    DataLoader,
+    Dataset,
+    DistributedSampler,
+    Subset,
+    TensorDataset,
+)
 
 from flywheel.errors import FlywheelError
+from flywheel.feedback_sets import read_feedback_set
+from flywheel.plans import FeedbackSet
 from flywheel.specs.experiment import DataSpec
 
 
@@ -47,6 +56,41 @@ def split_dataset(dataset: Dataset[Any], data: DataSpec) -> Split:
     train = order[n_val:]
     kept = max(1, round(len(train) * data.fraction))  # low-fidelity trials train on less data
     return Split(dataset, train_indices=train[:kept], val_indices=order[:n_val])
+
+
+def with_feedback(split: Split, feedback: FeedbackSet) -> Split:
+    """``split`` with the feedback set's rows appended to its training part.
+
+    Validation stays the task's own, so the retrained version's metrics compare with its
+    predecessor's. The rows take the shape and dtypes of the task's examples.
+    """
+    features, labels, _ = read_feedback_set(feedback)
+    example, target = split.dataset[0]
+    example_t, target_t = torch.as_tensor(example), torch.as_tensor(target)
+    if features.shape[1] != example_t.numel():
+        raise FlywheelError(
+            f"the fed-back requests of {feedback.model} have {features.shape[1]} input values, "
+            f"the task's examples {example_t.numel()}: the model's inputs changed since version "
+            f"{feedback.from_version} was served, so its feedback cannot be trained on"
+        )
+    extra = TensorDataset(
+        torch.from_numpy(features).reshape(len(features), *example_t.shape).to(example_t.dtype),
+        torch.from_numpy(labels).to(target_t.dtype),
+    )
+    size = len(cast(Any, split.dataset))
+    return Split(
+        ConcatDataset([split.dataset, extra]),
+        train_indices=[*split.train_indices, *range(size, size + len(extra))],
+        val_indices=split.val_indices,
+    )
+
+
+def load_split(
+    load_data: Any, data: DataSpec, hparams: dict[str, Any], feedback: FeedbackSet | None
+) -> Split:
+    """The task's data split by :func:`split_dataset`, plus a retraining's fed-back rows."""
+    split = split_dataset(load_data(hparams), data)
+    return split if feedback is None else with_feedback(split, feedback)
 
 
 def to_arrays(dataset: Dataset[Any]) -> tuple[np.ndarray, np.ndarray]:

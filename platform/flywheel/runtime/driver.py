@@ -23,7 +23,7 @@ from flywheel.backends.documents import FileDocumentStore
 from flywheel.backends.serving import ServeRestBackend
 from flywheel.errors import FlywheelError
 from flywheel.narrowing import apply_overrides
-from flywheel.plans import PLAN_PATH, JobPlan
+from flywheel.plans import PLAN_PATH, FeedbackSet, JobPlan
 from flywheel.progress import ProgressEvent, emit
 from flywheel.runtime import checks
 from flywheel.runtime import data as data_mod
@@ -36,7 +36,9 @@ from flywheel.serving_service import ServingService
 from flywheel.specs.base import Scalar
 from flywheel.specs.search import Fidelity
 from flywheel.tracking import (
+    TAG_FEEDBACK_SET,
     TAG_JOB_ID,
+    TAG_RETRAIN_OF,
     TAG_SERVE_SPEC,
     TAG_SPEC_SHA256,
     TAG_TEAM,
@@ -94,9 +96,10 @@ def run_experiment(plan: JobPlan, run: ExperimentRun, experiment_dir: Path) -> N
     run.log_text((experiment_dir / plan.spec_file).read_text(), f"spec/{plan.spec_file}")
     task = load_task(experiment_dir, spec.task.module)
     hparams = {**spec.data.params, **spec.hparams}
-    dataset = task.module.load_data(hparams)
-    split = data_mod.split_dataset(dataset, spec.data)
-    features, targets = data_mod.to_arrays(dataset)
+    split = data_mod.load_split(task.module.load_data, spec.data, hparams, plan.feedback)
+    features, targets = data_mod.to_arrays(split.dataset)
+    if plan.feedback is not None:
+        _record_feedback(plan.feedback, run, features, targets, split)
     digest = data_mod.fingerprint(features, targets)
     snapshot = record_snapshot(plan.storage_root, spec.task.module, run, features, targets, split)
     verb = "reused" if snapshot.reused else "stored"
@@ -151,6 +154,43 @@ def _cluster_token() -> str | None:
     if not path or not Path(path).is_file():
         return None
     return Path(path).read_text().strip() or None
+
+
+def _record_feedback(
+    feedback: FeedbackSet,
+    run: ExperimentRun,
+    features: np.ndarray,
+    targets: np.ndarray,
+    split: data_mod.Split,
+) -> None:
+    """Log a retraining's fed-back rows: a dataset input (the Parquet file, its fingerprint),
+    counts as params, and the version it retrains as a tag."""
+    added = split.train_indices[len(split.train_indices) - feedback.rows :]
+    run.log_dataset(
+        features[added], targets[added], name=f"feedback:{feedback.model}",
+        digest=feedback.fingerprint[:36], source=feedback.url, context="feedback",
+    )  # fmt: skip
+    run.log_params(
+        {
+            "data.feedback_rows": feedback.rows,
+            "data.feedback_requests": feedback.requests,
+            "data.feedback_wrong": feedback.wrong,
+            "data.feedback_right": feedback.right,
+        }
+    )
+    run.set_tags(
+        {
+            TAG_RETRAIN_OF: f"{feedback.model}/{feedback.from_version}",
+            TAG_FEEDBACK_SET: feedback.fingerprint,
+        }
+    )
+    emit(
+        ProgressEvent(
+            "setup",
+            f"retraining {feedback.model} version {feedback.from_version} with {feedback.requests} "
+            f"fed-back requests ({feedback.wrong} it got wrong; {feedback.rows} training rows)",
+        )
+    )
 
 
 def _search(plan: JobPlan, run: ExperimentRun) -> JobPlan:

@@ -16,6 +16,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from flywheel.plans import FeedbackSet
 from flywheel.runtime import data as data_mod
 from flywheel.runtime.loop import (
     evaluate_sums,
@@ -68,10 +69,12 @@ def train_epochs(
     wrap: Callable[[nn.Module], nn.Module],
     restore: Restore,
     on_epoch: EpochHook,
+    feedback: FeedbackSet | None = None,
 ) -> None:
-    """Build model and data from the task, then train ``spec.train.epochs`` epochs."""
+    """Build model and data from the task (with a retraining's ``feedback`` rows), then train
+    ``spec.train.epochs`` epochs."""
     hparams = {**spec.data.params, **spec.hparams}
-    split = data_mod.split_dataset(task.module.load_data(hparams), spec.data)
+    split = data_mod.load_split(task.module.load_data, spec.data, hparams, feedback)
     torch.manual_seed(spec.data.seed)
     model = wrap(task.module.build_model(hparams))
     optimizer = make_optimizer(model.parameters(), spec.train.optimizer)

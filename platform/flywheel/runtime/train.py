@@ -138,6 +138,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         on_epoch=lambda epoch, metrics, model, optimizer: _report(
             epoch, metrics, model, optimizer, worker
         ),
+        feedback=plan.feedback,
     )
 
 

@@ -67,6 +67,7 @@ def run_trial(config: dict[str, Any], plan_json: str, stage_json: str) -> None:
         wrap=lambda model: checkpoint_activations(model.to(device), spec.train, task.module),
         restore=fresh_start,
         on_epoch=lambda epoch, metrics, model, optimizer: tune.report({**metrics, "epoch": epoch}),
+        feedback=plan.feedback,
     )
 
 

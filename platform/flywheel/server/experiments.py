@@ -51,7 +51,7 @@ def submit_experiment(
         caller.require_team(spec.team, f"the spec's team ({spec_file}: team)")
         _require_known_team(teams, spec.team)
         plan = spec_to_job_plan(spec, spec_file, spec_path.read_bytes(), settings, new_job_id(spec))
-        return _store_and_queue(session, teams, plan, folder, "submitted")
+        return store_and_queue(session, teams, plan, folder, "submitted")
 
 
 def resume_experiment(
@@ -78,7 +78,7 @@ def resume_experiment(
     with tempfile.TemporaryDirectory(prefix="flywheel-resume-") as scratch:
         folder = download_tree(last.bundle_url, Path(scratch) / "experiment")
         plan = resumed_plan(old, new_job_id(old.spec))
-        return _store_and_queue(session, teams, plan, folder, f"resumes {last.id}")
+        return store_and_queue(session, teams, plan, folder, f"resumes {last.id}")
 
 
 def list_experiments(session: Session, caller: Caller) -> list[ExperimentView]:
@@ -149,7 +149,7 @@ def demand_resources(experiment: Experiment) -> Resources:
     )
 
 
-def _store_and_queue(
+def store_and_queue(
     session: Session, teams: TeamsSpec, plan: JobPlan, folder: Path, reason: str
 ) -> ExperimentView:
     """Write the plan into the bundle, keep the bundle under the storage root, queue it."""

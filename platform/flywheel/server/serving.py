@@ -17,9 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from flywheel.errors import PlatformError, ServeInputError
 from flywheel.server.auth import Caller
+from flywheel.server.retraining import retrain_model
 from flywheel.server.routes import ERROR_RESPONSES, CallerDep, context
 from flywheel.specs.serving import RolloutMode
-from flywheel.wire import ClusterView, RolloutStep, ServedVersion, ServeResult
+from flywheel.tracking import ModelOrigin
+from flywheel.wire import ClusterView, RetrainView, RolloutStep, ServedVersion, ServeResult
 
 #: Registered model names the routes accept (MLflow allows more; flywheel's specs do not).
 MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
@@ -49,6 +51,7 @@ class ServingPlane:
     operations: ServingOperations
     owner: Callable[[str], str | None]  # model -> team (None: registered outside an experiment)
     cluster: ClusterView
+    origin: Callable[[str], ModelOrigin | None] | None = None  # model -> its latest version's run
 
 
 class DeployRequest(BaseModel):
@@ -135,6 +138,18 @@ def rollback(request: Request, who: CallerDep, model: ModelName) -> ServeResult:
 def undeploy(request: Request, who: CallerDep, model: ModelName) -> ServeResult:
     """Stop serving the model."""
     return _owned(request, who, model).undeploy(model)
+
+
+@router.post("/models/{model}/retrain", response_model=RetrainView, status_code=201)
+def retrain(request: Request, who: CallerDep, model: ModelName) -> RetrainView:
+    """Queue a retraining from the spec that registered the model's latest version, with the
+    model's fed-back requests added to its training data (mistakes weighted up). The new version
+    starts as the spec's serve section says: a shadow or a canary."""
+    plane = _plane(request)
+    ctx = context(request)
+    origin = plane.origin(model) if plane.origin is not None else None
+    with ctx.sessions.begin() as session:
+        return retrain_model(session, ctx.settings, ctx.teams, who, model, origin)
 
 
 def _plane(request: Request) -> ServingPlane:

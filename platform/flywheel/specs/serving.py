@@ -178,6 +178,23 @@ class MonitorSpec(StrictModel):
         pattern=r"^https?://",
         description="POSTed a JSON alert when drift is raised or cleared; null: no webhook.",
     )
+    retrain_on_alert: bool = Field(
+        default=False,
+        description="A raised drift alert submits `flywheel retrain` once per incident (checked "
+        "by the control plane's monitor every `FLYWHEEL_MONITOR_INTERVAL_S`).",
+    )
+    retrain_cooldown_hours: float = Field(
+        default=24.0,
+        ge=0.0,
+        description="Least time between two automatic retrainings of the model, in hours.",
+    )
+    retrain_wrong_repeats: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="A fed-back request the model got wrong enters the retraining this many "
+        "times (once when it got it right).",
+    )
 
 
 class ServeSpec(StrictModel):

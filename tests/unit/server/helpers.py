@@ -180,3 +180,12 @@ def submit(control: ControlPlane, folder: Path, headers: dict[str, str]) -> dict
     assert response.status_code == 201, response.text
     body: dict[str, object] = response.json()
     return body
+
+
+def team_tokens(http: TestClient, settings: Settings, teams: TeamsSpec) -> dict[str, str]:
+    """A new token for each of the first two teams, issued with the admin token."""
+    admin = bearer(settings.admin_token_path.read_text().strip())
+    return {
+        t.name: http.post(f"/api/v1/teams/{t.name}/tokens", headers=admin).json()["token"]
+        for t in teams.teams[:2]
+    }
