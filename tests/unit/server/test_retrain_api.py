@@ -150,7 +150,7 @@ def test_a_second_retraining_while_one_waits_is_refused(plane: Plane) -> None:
     plane.client("vision").retrain(MODEL)
     before = len(plane.experiments())
 
-    with pytest.raises(JobError, match="retraining .* is QUEUED"):
+    with pytest.raises(JobError, match=r"retraining .* is QUEUED"):
         plane.client("vision").retrain(MODEL)
 
     assert len(plane.experiments()) == before
