@@ -13,8 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from pydantic import Field
 
+from flywheel.monitoring import AlertState
 from flywheel.request_log import LoggedFeedback, LoggedRequest
+from flywheel.specs.base import LenientModel
+from flywheel.specs.serving import MonitorSpec
 
 
 @dataclass(frozen=True)
@@ -74,3 +78,29 @@ def _class(value: object) -> int | None:
     except (TypeError, ValueError):
         return None
     return int(number) if number.is_integer() and number >= 0 else None
+
+
+class RetrainRecord(LenientModel):
+    """The last automatic retraining of a model, stored beside its alert state."""
+
+    incident_s: float = Field(description="`since_s` of the alert that triggered it.")
+    submitted_s: float = Field(description="When it was queued (epoch s).")
+    experiment_id: str = Field(description="The retraining experiment.")
+
+
+def retrain_due(
+    alert: AlertState, rules: MonitorSpec, last: RetrainRecord | None, now_s: float
+) -> bool:
+    """Whether a drift alert should queue a retraining now.
+
+    Only while the alert is raised, only when the serve section asks for it, once per incident
+    (an alert keeps its ``since_s`` while it stays raised), and never within the cool-down of
+    the last one: an alert that clears and is raised again soon after starts no second one.
+    """
+    if not (rules.retrain_on_alert and alert.active and alert.since_s is not None):
+        return False
+    if last is None:
+        return True
+    if last.incident_s == alert.since_s:
+        return False
+    return now_s - last.submitted_s >= rules.retrain_cooldown_hours * 3600.0

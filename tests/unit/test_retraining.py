@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from flywheel.monitoring import AlertState
 from flywheel.request_log import LoggedFeedback, LoggedRequest
-from flywheel.retraining import retraining_data
+from flywheel.retraining import RetrainRecord, retrain_due, retraining_data
+from flywheel.specs.serving import MonitorSpec
 
 
 def _request(request_id: str, prediction: int | None, value: float) -> LoggedRequest:
@@ -52,3 +54,27 @@ def test_no_feedback_is_empty_data_and_repeats_must_be_positive() -> None:
     assert retraining_data([], []).features.shape == (0,)
     with pytest.raises(ValueError, match="wrong_repeats"):
         retraining_data([], [], wrong_repeats=0)
+
+
+RULES = MonitorSpec(retrain_on_alert=True, retrain_cooldown_hours=1.0)
+RAISED = AlertState(active=True, since_s=1000.0, reasons=["x0 drifted"], checked_s=1000.0)
+
+
+def test_a_raised_alert_retrains_once_per_incident() -> None:
+    first = RetrainRecord(incident_s=1000.0, submitted_s=1000.0, experiment_id="e1")
+
+    assert retrain_due(RAISED, RULES, None, now_s=1000.0)
+    assert not retrain_due(RAISED, RULES, first, now_s=1000.0 + 10 * 3600)
+
+
+def test_a_new_incident_within_the_cool_down_waits_for_it() -> None:
+    first = RetrainRecord(incident_s=1000.0, submitted_s=1000.0, experiment_id="e1")
+    again = RAISED.model_copy(update={"since_s": 2000.0})
+
+    assert not retrain_due(again, RULES, first, now_s=2000.0)
+    assert retrain_due(again, RULES, first, now_s=1000.0 + 3600.0)
+
+
+def test_no_retraining_without_the_setting_or_without_a_raised_alert() -> None:
+    assert not retrain_due(RAISED, MonitorSpec(), None, now_s=1000.0)
+    assert not retrain_due(AlertState(), RULES, None, now_s=1000.0)
