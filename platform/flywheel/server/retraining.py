@@ -13,17 +13,22 @@ already waiting or running, and feedback was joined to at least one logged reque
 
 from __future__ import annotations
 
+import logging
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 
+from pydantic import ValidationError
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
+from flywheel import storage
 from flywheel.errors import FlywheelError, JobError, ServeInputError
 from flywheel.feedback_sets import write_feedback_set
+from flywheel.monitoring import AlertState
 from flywheel.plans import JobPlan, new_job_id, retrain_plan
 from flywheel.request_log import read_feedback, read_requests
-from flywheel.retraining import retraining_data
+from flywheel.retraining import RetrainRecord, retrain_due, retraining_data
 from flywheel.server.auth import Caller
 from flywheel.server.experiments import store_and_queue
 from flywheel.server.models import FINAL_STATES, Experiment
@@ -34,9 +39,22 @@ from flywheel.storage import download_tree
 from flywheel.tracking import ModelOrigin
 from flywheel.wire import RetrainView
 
+_log = logging.getLogger("flywheel.retrain")
+
 
 class RetrainError(FlywheelError):
     """A model cannot be retrained as asked; nothing was written or queued."""
+
+
+class RetrainRunningError(JobError):
+    """A retraining of the model is already waiting or running."""
+
+    def __init__(self, experiment_id: str, state: str, model: str) -> None:
+        self.experiment_id = experiment_id
+        super().__init__(
+            f"retraining {experiment_id} of {model!r} is {state}; wait for it or stop it with "
+            f"`flywheel stop {experiment_id}`"
+        )
 
 
 def retrain_model(
@@ -96,7 +114,56 @@ def _refuse_second(session: Session, source: Experiment, model: str) -> None:
     for experiment in unfinished:
         plan = JobPlan.model_validate_json(experiment.plan_json)
         if plan.feedback is not None and plan.feedback.model == model:
-            raise JobError(
-                f"retraining {experiment.id} of {model!r} is {experiment.state}; wait for it or "
-                f"stop it with `flywheel stop {experiment.id}`"
-            )
+            raise RetrainRunningError(experiment.id, experiment.state, model)
+
+
+def retrain_record_url(storage_root: str, model: str) -> str:
+    return storage.join(storage_root, "monitoring", model, "retrain.json")
+
+
+def read_retrain_record(storage_root: str, model: str) -> RetrainRecord | None:
+    """The last automatic retraining of ``model``; None when there was none (or it is torn)."""
+    data = storage.read_bytes(retrain_record_url(storage_root, model))
+    try:
+        return RetrainRecord.model_validate_json(data) if data is not None else None
+    except ValidationError:
+        return None
+
+
+def retrain_on_alert(
+    sessions: sessionmaker[Session], settings: Settings, teams: TeamsSpec, model: str,
+    alert: AlertState, rules: MonitorSpec, origin: ModelOrigin | None, now_s: float,
+) -> str | None:  # fmt: skip
+    """Queue the retraining a raised alert asks for (see :func:`retrain_due`); its experiment id.
+
+    Called after every monitor check, by whoever ran it. A retraining already waiting or running
+    counts as this incident's; a model that cannot be retrained (no feedback yet) is logged and
+    tried again at the next check.
+    """
+    root = str(settings.storage_root)
+    if not retrain_due(alert, rules, read_retrain_record(root, model), now_s):
+        return None
+    assert alert.since_s is not None
+    reason = f"the drift alert on {model} (raised {_iso(alert.since_s)}) retrains version"
+    try:
+        with sessions.begin() as session:
+            caller = Caller(team=None, admin=True)
+            view = retrain_model(session, settings, teams, caller, model, origin, reason)
+        experiment_id: str | None = view.experiment.id
+    except RetrainRunningError as e:
+        experiment_id = None
+        record = RetrainRecord(incident_s=alert.since_s, submitted_s=now_s,
+                               experiment_id=e.experiment_id)  # fmt: skip
+    except FlywheelError as e:
+        _log.warning("drift alert on %s: no automatic retraining yet: %s", model, e)
+        return None
+    if experiment_id is not None:
+        record = RetrainRecord(incident_s=alert.since_s, submitted_s=now_s,
+                               experiment_id=experiment_id)  # fmt: skip
+        _log.warning("drift alert on %s: queued retraining %s", model, experiment_id)
+    storage.write_text(retrain_record_url(root, model), record.model_dump_json())
+    return experiment_id
+
+
+def _iso(time_s: float) -> str:
+    return datetime.fromtimestamp(time_s, tz=UTC).isoformat(timespec="seconds")
