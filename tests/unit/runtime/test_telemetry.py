@@ -13,7 +13,7 @@ import numpy as np
 from flywheel.request_log import LoggedFeedback, is_sampled, read_feedback, read_requests
 from flywheel.rollout import ModelRoute
 from flywheel.runtime.serve.stats import RequestRecord
-from flywheel.runtime.serve.telemetry import ReplicaTelemetry, record_to_logged
+from flywheel.runtime.serve.telemetry import MAX_LOGGED_ROWS, ReplicaTelemetry, records_to_logged
 
 
 def _record(i: int, ok: bool = True, shadow: bool = False) -> RequestRecord:
@@ -24,13 +24,24 @@ def _route(rate: float) -> ModelRoute:
     return ModelRoute(model="digits", champion="1", log_sample_rate=rate)
 
 
-def test_a_request_is_logged_by_its_first_row_flattened() -> None:
-    rows = np.arange(12, dtype=np.float32).reshape(2, 2, 3)
-    logged = record_to_logged(_record(1), (rows,))
+def test_a_one_row_request_is_logged_as_its_row_flattened() -> None:
+    rows = np.arange(6, dtype=np.float32).reshape(1, 2, 3)
+    [logged] = records_to_logged(_record(1), (rows,))
     assert logged.inputs == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0] and logged.input_shape == [2, 3]
     assert (logged.request_id, logged.version, logged.prediction) == ("r1", "1", 1)
-    empty = record_to_logged(_record(2, ok=False), ())
+    [empty] = records_to_logged(_record(2, ok=False), ())
     assert (empty.inputs, empty.input_shape, empty.ok) == ([], [], False)
+
+
+def test_each_row_of_a_batch_is_logged_with_its_own_prediction_up_to_the_cap() -> None:
+    rows = np.arange(12, dtype=np.float32).reshape(2, 2, 3)
+    logged = records_to_logged(_record(1), (rows,), [4, 7])
+    assert [(r.request_id, r.prediction) for r in logged] == [("r1/0", 4), ("r1/1", 7)]
+    assert logged[1].inputs == [6.0, 7.0, 8.0, 9.0, 10.0, 11.0]
+
+    many = np.zeros((MAX_LOGGED_ROWS + 5, 4), dtype=np.float32)
+    capped = records_to_logged(_record(2), (many,))
+    assert len(capped) == MAX_LOGGED_ROWS and all(r.prediction is None for r in capped)
 
 
 def test_the_sample_of_the_route_reaches_the_log_and_the_rest_does_not(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ import random
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -170,6 +171,14 @@ async def _bug(request: Request, error: Exception) -> JSONResponse:
 
 
 # Above the class: Serve ships the class by value, with the globals that exist when it does.
+def _row_predictions(results: Outputs) -> list[int | None]:
+    """The predicted class of each row of a classification answer (argmax); empty otherwise."""
+    first = results[0] if results else None
+    if first is None or first.ndim != 2 or first.shape[1] < 2:
+        return []
+    return [int(i) for i in first.argmax(axis=1)]
+
+
 def _prediction(results: Outputs) -> int | None:
     """The predicted class of a one-row classification answer (argmax); None otherwise."""
     first = results[0] if results else None
@@ -327,7 +336,8 @@ class ModelIngress:
             raise
         latency_ms = (time.perf_counter() - started) * 1000.0
         prediction = _prediction(results)
-        self._record(request_id, choice.version, True, latency_ms, prediction, inputs=parsed.inputs)
+        self._record(request_id, choice.version, True, latency_ms, prediction,
+                     inputs=parsed.inputs, rows=_row_predictions(results))  # fmt: skip
         headers = {VERSION_HEADER: choice.version}
         if encoded.header_length is not None:
             headers[HEADER_LENGTH] = str(encoded.header_length)
@@ -352,7 +362,8 @@ class ModelIngress:
         latency_ms = (time.perf_counter() - started) * 1000.0
         prediction = _prediction(results)
         agrees = prediction == answered
-        self._record(request_id, version, True, latency_ms, prediction, True, agrees, parsed.inputs)
+        self._record(request_id, version, True, latency_ms, prediction, True, agrees,
+                     parsed.inputs, _row_predictions(results))  # fmt: skip
 
     def _parse(self, body: bytes, request: Request, version: str) -> InferRequest:
         inputs = self._version(version).inputs
@@ -388,14 +399,14 @@ class ModelIngress:
     def _record(
         self, request_id: str, version: str, ok: bool, latency_ms: float,
         prediction: int | None, shadow: bool = False, agrees: bool | None = None,
-        inputs: tuple[np.ndarray, ...] = (),
+        inputs: tuple[np.ndarray, ...] = (), rows: Sequence[int | None] = (),
     ) -> None:  # fmt: skip
         record = RequestRecord(
             request_id, self._model, version, shadow, ok, latency_ms, time.time(), prediction,
             agrees,
         )  # fmt: skip
         self._pending.append(record)
-        self._telemetry.observe(record, inputs)
+        self._telemetry.observe(record, inputs, rows)
         if not shadow and ok:
             self._recent[request_id] = record
             while len(self._recent) > _LOCAL_REQUESTS:

@@ -14,9 +14,10 @@ Prometheus endpoint (``ray start --metrics-export-port``) with the prefix ``ray_
 - ``flywheel_request_log_lost_records_total{model,reason}``: sampled records the request log
   dropped (``queue_full`` or ``write_failed``).
 
-The request log (:class:`flywheel.request_log.RequestLogWriter`) queues a sample of requests
-(and every feedback record) in a bounded queue that a background thread writes;
-:meth:`ReplicaTelemetry.observe` never blocks and never raises.
+The request log (:class:`flywheel.request_log.RequestLogWriter`) queues a sample of requests,
+one record per row of a batch (:func:`records_to_logged`), and every feedback record, in a
+bounded queue that a background thread writes; :meth:`ReplicaTelemetry.observe` never blocks
+and never raises.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 
 import numpy as np
 from ray.util.metrics import Counter, Gauge, Histogram
@@ -47,6 +49,8 @@ EXPORTED_METRICS = (
 LATENCY_BUCKETS_S = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
 #: Seconds between two reads of the stored drift alert.
 DRIFT_REFRESH_S = 30.0
+#: Rows of one batched request written to the request log at most.
+MAX_LOGGED_ROWS = 64
 
 _log = logging.getLogger("ray.serve")
 _TAGS = ("model", "version", "shadow")
@@ -91,8 +95,14 @@ class ReplicaTelemetry:
         self._log.sample_rate = route.log_sample_rate
         self._log.retention_hours = route.log_retention_hours
 
-    def observe(self, record: RequestRecord, inputs: tuple[np.ndarray, ...] = ()) -> None:
-        """Count one request and offer it to the request log; never raises, never blocks."""
+    def observe(
+        self,
+        record: RequestRecord,
+        inputs: tuple[np.ndarray, ...] = (),
+        predictions: Sequence[int | None] = (),
+    ) -> None:
+        """Count one request and offer its rows to the request log (``predictions``: one per
+        row of a batch); never raises, never blocks."""
         try:
             tags = {"model": record.model, "version": record.version,
                     "shadow": str(record.shadow).lower()}  # fmt: skip
@@ -106,7 +116,8 @@ class ReplicaTelemetry:
                           "agrees": str(record.agrees).lower()}  # fmt: skip
                 self._shadow.inc(1, agrees)
             if self._log is not None and is_sampled(record.request_id, self._log.sample_rate):
-                self._log.log_request(record_to_logged(record, inputs))
+                for logged in records_to_logged(record, inputs, predictions):
+                    self._log.log_request(logged)
         except Exception:  # telemetry must never fail an answer
             _log.exception("telemetry of a %s request failed", self._model)
 
@@ -148,15 +159,38 @@ class ReplicaTelemetry:
             self._lost_seen[reason] = total
 
 
-def record_to_logged(record: RequestRecord, inputs: tuple[np.ndarray, ...]) -> LoggedRequest:
-    """The request log's record of a request: its first input's first row, flattened (one
-    example; a batch of rows is logged by that row), and the version's prediction."""
+def records_to_logged(
+    record: RequestRecord,
+    inputs: tuple[np.ndarray, ...],
+    predictions: Sequence[int | None] = (),
+) -> list[LoggedRequest]:
+    """The request log's records of a request: one per row of its first input (at most
+    :data:`MAX_LOGGED_ROWS`), flattened, with the version's prediction for that row.
+
+    A one-row request keeps its id; the rows of a batch are ``<id>/<row>``, so that each row
+    counts as one example in a drift window. A failed or empty request is one record without
+    inputs.
+    """
     first = inputs[0] if inputs else None
-    row = first[0] if first is not None and first.ndim >= 1 and len(first) else None
+    rows = first if first is not None and first.ndim >= 1 and len(first) else None
+    if rows is None:
+        return [_logged(record, record.request_id, None, record.prediction)]
+    if len(rows) == 1:
+        return [_logged(record, record.request_id, rows[0], record.prediction)]
+    return [
+        _logged(record, f"{record.request_id}/{i}", rows[i],
+                predictions[i] if i < len(predictions) else None)
+        for i in range(min(len(rows), MAX_LOGGED_ROWS))
+    ]  # fmt: skip
+
+
+def _logged(
+    record: RequestRecord, request_id: str, row: np.ndarray | None, prediction: int | None
+) -> LoggedRequest:
     return LoggedRequest(
-        request_id=record.request_id, model=record.model, version=record.version,
+        request_id=request_id, model=record.model, version=record.version,
         time_s=record.time_s, latency_ms=record.latency_ms, ok=record.ok,
         inputs=[] if row is None else np.asarray(row, dtype=np.float64).reshape(-1).tolist(),
         input_shape=[] if row is None else list(np.shape(row)),
-        prediction=record.prediction, shadow=record.shadow,
+        prediction=prediction, shadow=record.shadow,
     )  # fmt: skip
