@@ -90,7 +90,9 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.context = context
-    app.state.metrics_registry = metrics_registry(context.sessions, teams)
+    app.state.metrics_registry = metrics_registry(
+        context.sessions, teams, str(settings.storage_root)
+    )
     app.state.driver = driver
     app.include_router(router, prefix=API_PREFIX)
     app.include_router(serving_router, prefix=API_PREFIX)

@@ -16,6 +16,19 @@ Metrics (labels in braces):
   team holds now against its quota.
 - ``flywheel_preemptions_total{team}``: experiments of the team asked to drain (PREEMPTING).
 - ``flywheel_experiments{team,state}``: experiments in each state.
+
+Drift, from the last monitor check of each model (:mod:`flywheel.drift_scores`, stored under the
+storage root by every check):
+
+- ``flywheel_model_drift{model}``, ``flywheel_model_drift_alert{model}``: the last window's
+  verdict, and whether the drift alert is raised (1 or 0).
+- ``flywheel_model_monitor_check_timestamp_seconds{model}``: when the last check ran.
+- ``flywheel_model_drift_psi_max{model,version}``, ``flywheel_model_drift_ks_statistic_max{...}``:
+  the largest per-feature PSI and KS statistic of the version's window.
+- ``flywheel_model_drift_mmd_p_value{model,version}``,
+  ``flywheel_model_drift_prediction_p_value{model,version}``: the multivariate and prediction
+  tests' p-values (small: drift).
+- ``flywheel_model_online_accuracy_ratio{model,version}``: the share of feedback it got right.
 """
 
 from __future__ import annotations
@@ -37,6 +50,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from flywheel.admission import usage_by_team
+from flywheel.drift_scores import read_all_scores
 from flywheel.server.models import STATES, WAITING_STATES, Experiment, Transition
 from flywheel.server.queue import workloads
 from flywheel.server.routes import CallerDep
@@ -54,10 +68,15 @@ class Admission:
     delay_s: float
 
 
-def metrics_registry(sessions: sessionmaker[Session], teams: TeamsSpec) -> CollectorRegistry:
-    """A registry of the app's own (no global state) holding the database collector."""
+def metrics_registry(
+    sessions: sessionmaker[Session], teams: TeamsSpec, storage_root: str | None = None
+) -> CollectorRegistry:
+    """A registry of the app's own (no global state) holding the database collector and, with a
+    storage root, the drift collector."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ControlPlaneCollector(sessions, teams))
+    if storage_root is not None:
+        registry.register(DriftCollector(storage_root))
     return registry
 
 
@@ -125,6 +144,49 @@ class ControlPlaneCollector(Collector):
             "The team's CPU quota, in cores.",
             {t: r.cpu for t, r in quota.items()},
         )
+
+
+class DriftCollector(Collector):
+    """Reads the stored scores of every model's last monitor check at each scrape."""
+
+    _VERSION_GAUGES = (
+        ("flywheel_model_drift_psi_max", "Largest per-feature PSI of the last window.", "psi_max"),
+        ("flywheel_model_drift_ks_statistic_max", "Largest per-feature KS statistic.",
+         "ks_statistic_max"),
+        ("flywheel_model_drift_mmd_p_value", "p-value of the multivariate (MMD) test.",
+         "multivariate_p_value"),
+        ("flywheel_model_drift_prediction_p_value", "p-value of the prediction test.",
+         "prediction_p_value"),
+        ("flywheel_model_online_accuracy_ratio", "Share of feedback the version got right.",
+         "online_accuracy"),
+    )  # fmt: skip
+
+    def __init__(self, storage_root: str) -> None:
+        self._root = storage_root
+
+    def collect(self) -> Iterable[Metric]:
+        scores = read_all_scores(self._root)
+        per_model = (
+            ("flywheel_model_drift", "1 when the last monitor window drifted.",
+             lambda s: float(s.drift)),
+            ("flywheel_model_drift_alert", "1 while the model's drift alert is raised.",
+             lambda s: float(s.alert_active)),
+            ("flywheel_model_monitor_check_timestamp_seconds", "When the last check ran.",
+             lambda s: s.checked_s),
+        )  # fmt: skip
+        for name, text, value in per_model:
+            gauge = GaugeMetricFamily(name, text, labels=["model"])
+            for model in scores:
+                gauge.add_metric([model.model], value(model))
+            yield gauge
+        for name, text, field in self._VERSION_GAUGES:
+            gauge = GaugeMetricFamily(name, text, labels=["model", "version"])
+            for model in scores:
+                for version in model.versions:
+                    number = getattr(version, field)
+                    if number is not None:
+                        gauge.add_metric([model.model, version.version], float(number))
+            yield gauge
 
 
 def admissions_of(transitions: Sequence[tuple[str, str, str, float]]) -> list[Admission]:

@@ -7,6 +7,9 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from flywheel import storage
+from flywheel.drift_scores import scores_of, write_scores
+from flywheel.monitoring import FeatureScore, MonitorReport, VersionReport
 from flywheel.server.app import create_app
 from flywheel.server.metrics import Admission, admission_histogram, admissions_of
 
@@ -112,3 +115,35 @@ def test_the_admission_histogram_is_cumulative_per_team() -> None:
     assert values[("flywheel_admission_delay_seconds_count", None, "t")] == 2
     assert values[("flywheel_admission_delay_seconds_sum", None, "t")] == 7.5
     assert values[("flywheel_admission_delay_seconds_count", None, "idle")] == 0
+
+
+def test_drift_scores_of_the_last_check_of_each_model_are_exported(control: ControlPlane) -> None:
+    root = str(control.settings.storage_root)
+    feature = FeatureScore(name="x0", psi=0.9, ks_statistic=0.4, ks_p_value=1e-5, drifted=True)
+    calm = FeatureScore(name="x1", psi=0.1, ks_statistic=0.05, ks_p_value=0.8, drifted=False)
+    version = VersionReport(
+        version="3", requests=200, errors=0, error_rate=0.0, latency_p50_ms=2.0,
+        latency_p95_ms=4.0, feedback=100, online_accuracy=0.875, profiled=True, drift=True,
+        enough_requests=True, reasons=["x0 drifted"], multivariate_p_value=0.001,
+        prediction_p_value=None, features=[feature, calm],
+    )  # fmt: skip
+    report = MonitorReport(
+        model="digits", drift=True, requests=200, window_start_s=1.0, window_end_s=2.0,
+        features=[feature, calm], versions=[version],
+    )  # fmt: skip
+    write_scores(root, scores_of(report, alert_active=True, checked_s=1234.5))
+    storage.write_text(f"{root}/monitoring/torn/scores.json", '{"model": ')
+
+    samples = scrape(control.http, control.admin)
+
+    model = (("model", "digits"),)
+    both = (("model", "digits"), ("version", "3"))
+    assert samples[("flywheel_model_drift", model)] == 1.0
+    assert samples[("flywheel_model_drift_alert", model)] == 1.0
+    assert samples[("flywheel_model_monitor_check_timestamp_seconds", model)] == 1234.5
+    assert samples[("flywheel_model_drift_psi_max", both)] == 0.9
+    assert samples[("flywheel_model_drift_ks_statistic_max", both)] == 0.4
+    assert samples[("flywheel_model_drift_mmd_p_value", both)] == 0.001
+    assert samples[("flywheel_model_online_accuracy_ratio", both)] == 0.875
+    assert ("flywheel_model_drift_prediction_p_value", both) not in samples
+    assert not any(dict(labels).get("model") == "torn" for _, labels in samples)
