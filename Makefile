@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-unit test-integration lint bench docs clean
+.PHONY: setup browser demo test test-unit test-integration lint bench docs clean
 
 setup: $(STAMP)
 
@@ -24,10 +24,16 @@ demo: setup
 	$(BIN)/flywheel deploy digits-mlp
 	$(BIN)/python experiments/digits/show.py
 
-test: lint
+# The status page tests drive Debian's headless Chromium; installed from Debian when missing.
+browser:
+	@command -v chromium >/dev/null || { \
+		echo "installing Debian's chromium for the status page tests (apt-get, needs root)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+test: lint browser
 	$(BIN)/pytest
 
-test-unit: setup
+test-unit: setup browser
 	$(BIN)/pytest tests/unit
 
 test-integration: setup

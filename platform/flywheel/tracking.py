@@ -257,6 +257,33 @@ def end_stale_runs(tracking_uri: str, parent: ExperimentRun, search_id: str) -> 
             client.set_terminated(run.info.run_id, status="KILLED")
 
 
+@dataclass(frozen=True)
+class JobRun:
+    """An experiment's own MLflow run (not a trial's), for links to MLflow's UI."""
+
+    run_id: str
+    experiment_id: str
+    status: str
+    start_time_ms: int
+
+
+def job_runs(tracking_uri: str, job_id: str) -> list[JobRun]:
+    """The runs a job's driver opened (trials' child runs left out), oldest first."""
+    client = MlflowClient(tracking_uri)
+    experiment_ids = [e.experiment_id for e in client.search_experiments()]
+    if not experiment_ids:
+        return []
+    runs = client.search_runs(
+        experiment_ids, filter_string=f"tags.`{TAG_JOB_ID}` = '{job_id}'", max_results=100
+    )
+    own = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    return sorted(
+        (JobRun(r.info.run_id, r.info.experiment_id, r.info.status, r.info.start_time or 0)
+         for r in own),
+        key=lambda r: r.start_time_ms,
+    )  # fmt: skip
+
+
 def end_runs_of_job(tracking_uri: str, job_id: str, reason: str) -> int:
     """End as KILLED every run a vanished job left RUNNING (its own and its trials'); returns
     how many. The control plane calls it when the cluster no longer knows the job."""

@@ -226,3 +226,11 @@ class RetrainView(WireModel):
 
     experiment: ExperimentView = Field(description="The queued retraining experiment.")
     feedback: FeedbackSet = Field(description="The fed-back requests added to its training data.")
+
+
+class RunLink(WireModel):
+    """An experiment's MLflow run, with its page in MLflow's UI."""
+
+    run_id: str = Field(description="MLflow run id.")
+    status: str = Field(description="RUNNING, FINISHED, FAILED or KILLED.")
+    url: str | None = Field(description="The run's page in MLflow's UI (none: no UI server).")

@@ -45,6 +45,8 @@ from flywheel.server.queue import QueueDriver, RunCloser
 from flywheel.server.routes import router
 from flywheel.server.serving import ServingPlane
 from flywheel.server.serving import router as serving_router
+from flywheel.server.status_page import page_router as status_page_router
+from flywheel.server.status_page import router as status_router
 from flywheel.settings import Settings
 from flywheel.specs.teams import TeamsSpec
 from flywheel.wire import ErrorBody, ProblemView
@@ -96,6 +98,8 @@ def create_app(
     app.state.driver = driver
     app.include_router(router, prefix=API_PREFIX)
     app.include_router(serving_router, prefix=API_PREFIX)
+    app.include_router(status_router, prefix=API_PREFIX)
+    app.include_router(status_page_router)
     app.add_api_route("/healthz", _healthz, include_in_schema=False)
     app.add_api_route("/readyz", _readyz, include_in_schema=False)
     app.add_api_route("/metrics", metrics, tags=["metrics"], response_class=Response,
