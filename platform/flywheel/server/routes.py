@@ -172,7 +172,7 @@ def explain(request: Request, who: CallerDep, experiment_id: str) -> Explanation
     ctx = context(request)
     with ctx.sessions.begin() as session:
         experiment = get_experiment(session, who, experiment_id)
-        return views.explain(session, ctx.teams, ctx.backend.capacity(), experiment)
+        return views.explain(session, ctx.teams, ctx.backend.capacity(), experiment, who)
 
 
 @router.get("/queue", response_model=QueueView, tags=["queue"])

@@ -49,9 +49,10 @@ def queue_view(
     """Waiting experiments in admission order, with why each waits."""
     decision = decide(teams, capacity, workloads(session, teams))
     rows = _waiting_rows(session)
+    hide = _Redaction(caller, {e.id: e.team for e in rows.values()})
     entries = [
-        _entry(rows[wait.workload], wait.position, wait.reason, wait.blocking_resource,
-               wait.holders)
+        _entry(rows[wait.workload], wait.position, hide.text(wait.reason),
+               wait.blocking_resource, hide.holders(wait.holders))
         for wait in decision.waiting
         if wait.workload in rows and (caller.admin or rows[wait.workload].team == caller.team)
     ]  # fmt: skip
@@ -59,9 +60,44 @@ def queue_view(
 
 
 def explain(
+    session: Session, teams: TeamsSpec, capacity: Resources, experiment: Experiment,
+    caller: Caller,
+) -> Explanation:  # fmt: skip
+    """Why ``experiment`` waits: the quota, its holders, its position, a rough estimate.
+
+    Another team's experiments are named by their team only, for a team caller."""
+    hide = _Redaction(caller, {e.id: e.team for e in _waiting_rows(session).values()})
+    said = _explain(session, teams, capacity, experiment)
+    return said.model_copy(
+        update={
+            "reason": hide.text(said.reason),
+            "holders": hide.holders(tuple(said.holders)),
+            "estimate_reason": hide.text(said.estimate_reason),
+        }
+    )
+
+
+class _Redaction:
+    """Replaces the ids of other teams' experiments with their team, for a team caller."""
+
+    def __init__(self, caller: Caller, team_of: dict[str, str]) -> None:
+        self._hidden = {} if caller.admin else {
+            experiment_id: team for experiment_id, team in team_of.items()
+            if team != caller.team
+        }  # fmt: skip
+
+    def text(self, text: str) -> str:
+        for experiment_id, team in self._hidden.items():
+            text = text.replace(experiment_id, f"an experiment of team {team}")
+        return text
+
+    def holders(self, holders: tuple[str, ...]) -> list[str]:
+        return [f"team {self._hidden[h]}" if h in self._hidden else h for h in holders]
+
+
+def _explain(
     session: Session, teams: TeamsSpec, capacity: Resources, experiment: Experiment
 ) -> Explanation:
-    """Why ``experiment`` waits: the quota, its holders, its position, a rough estimate."""
     if experiment.state not in WAITING_STATES:
         return Explanation(
             experiment=experiment.id, state=experiment.state, waiting=False, position=None,
@@ -99,11 +135,11 @@ def _waiting_rows(session: Session) -> dict[str, Experiment]:
 
 
 def _entry(
-    row: Experiment, position: int, reason: str, blocking: str | None, holders: tuple[str, ...]
+    row: Experiment, position: int, reason: str, blocking: str | None, holders: list[str]
 ) -> QueueEntry:
     return QueueEntry(
         experiment=row.id, team=row.team, name=row.name, state=row.state, priority=row.priority,
-        position=position, reason=reason, blocking_resource=blocking, holders=list(holders),
+        position=position, reason=reason, blocking_resource=blocking, holders=holders,
     )  # fmt: skip
 
 

@@ -181,6 +181,12 @@ def test_an_owner_preempts_borrowed_work_which_resumes_later(
         f"/api/v1/experiments/{borrowed}/explain", headers=control.language
     ).json()
     assert explained["waiting"] and explained["holders"]
+    # The holder is vision's: language is told which team holds it, never which experiment.
+    assert owner not in json.dumps(explained) and "team vision" in explained["holders"]
+    queued = control.http.get("/api/v1/queue", headers=control.language).json()
+    assert owner not in json.dumps(queued) and queued["waiting"]
+    admin = control.http.get(f"/api/v1/experiments/{borrowed}/explain", headers=control.admin)
+    assert owner in admin.json()["holders"]
 
     control.backend.jobs[owner].state = "SUCCEEDED"
     control.step()
