@@ -63,6 +63,11 @@ class ExperimentView(WireModel):
     attempt: int = Field(description="Ray jobs started so far (resumes after preemption add one).")
     ray_job_id: str | None = Field(description="Submission id of its current Ray job.")
     gpu_minutes_lost: float = Field(description="GPU-minutes of work lost to preemption.")
+    last_save_s: float | None = Field(
+        default=None,
+        description="When its running job last saved work it resumes from (a checkpoint or a "
+        "finished trial), epoch seconds; preemption prefers victims that lose the least.",
+    )
     message: str = Field(description="Last message from the cluster, if any.")
     transitions: list[TransitionView] = Field(
         default_factory=list, description="State history, oldest first."

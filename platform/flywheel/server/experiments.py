@@ -136,6 +136,7 @@ def experiment_view(session: Session, experiment: Experiment, history: bool) -> 
         attempt=experiment.attempt,
         ray_job_id=experiment.ray_job_id,
         gpu_minutes_lost=experiment.gpu_minutes_lost,
+        last_save_s=experiment.last_checkpoint_at_s,
         message=experiment.message,
         transitions=transitions,
     )

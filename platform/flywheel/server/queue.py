@@ -26,6 +26,7 @@ from flywheel.errors import FlywheelError, JobNotFoundError, PlatformError
 from flywheel.plans import PLAN_PATH, JobPlan
 from flywheel.server.experiments import demand_resources
 from flywheel.server.models import HOLDING_STATES, WAITING_STATES, Experiment
+from flywheel.server.saves import SaveProbe
 from flywheel.server.states import move
 from flywheel.specs.teams import TeamsSpec
 from flywheel.storage import download_tree
@@ -44,13 +45,14 @@ class QueueDriver:
 
     def __init__(
         self, sessions: sessionmaker[Session], teams: TeamsSpec, backend: ExperimentBackend,
-        interval_s: float, end_runs: RunCloser | None = None,
+        interval_s: float, end_runs: RunCloser | None = None, saves: SaveProbe | None = None,
     ) -> None:  # fmt: skip
         self._sessions = sessions
         self._teams = teams
         self._backend = backend
         self._end_runs = end_runs
         self._interval_s = interval_s
+        self._saves = saves or SaveProbe()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -111,6 +113,10 @@ class QueueDriver:
             self._backend.stop(experiment.ray_job_id)
         if job.state == "RUNNING" and experiment.state == "ADMITTED":
             move(session, experiment, "RUNNING", f"job {job.job_id} started")
+        if job.state == "RUNNING" and experiment.state == "RUNNING":
+            saved_s = self._saves.last_save_s(experiment)
+            if saved_s is not None and saved_s > (experiment.last_checkpoint_at_s or 0.0):
+                experiment.last_checkpoint_at_s = saved_s
 
     def _close_runs(self, job_id: str, reason: str) -> None:
         """End the vanished job's runs; a tracking server that is down only leaves them open."""
@@ -216,6 +222,8 @@ def attempt_plan(plan: JobPlan, job_id: str, resume: bool) -> JobPlan:
 
 
 def gpu_minutes_lost(experiment: Experiment, now_s: float) -> float:
-    """GPU-minutes since the last checkpoint (or the admission) that a preemption throws away."""
-    since_s = experiment.last_checkpoint_at_s or experiment.admitted_at_s or now_s
+    """GPU-minutes since the later of the last save and the admission, which a preemption
+    throws away."""
+    marks = [t for t in (experiment.last_checkpoint_at_s, experiment.admitted_at_s) if t]
+    since_s = max(marks) if marks else now_s
     return experiment.demand_gpu * max(0.0, now_s - since_s) / 60.0

@@ -14,6 +14,7 @@ from __future__ import annotations
 from flywheel.storage.objects import (
     create_bytes,
     download_tree,
+    latest_modified_s,
     list_files,
     list_names,
     read_bytes,
@@ -31,6 +32,7 @@ __all__ = [
     "create_bytes",
     "download_tree",
     "join",
+    "latest_modified_s",
     "list_files",
     "list_names",
     "parse_root",

@@ -30,6 +30,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import fsspec
@@ -169,6 +170,25 @@ def list_files(url: str, pattern: str = "**") -> list[tuple[str, int]]:
         for name, info in found.items()
         if info.get("type") == "file"
     )
+
+
+def latest_modified_s(url: str) -> float | None:
+    """When a file under the folder ``url`` was last written (epoch s); None when it has none."""
+    fs, path = filesystem(url)
+    with translated("list", url):
+        if not fs.exists(path):
+            return None
+        found = fs.find(path, detail=True)
+    times = [_modified_s(info) for info in found.values() if info.get("type") == "file"]
+    return max((t for t in times if t is not None), default=None)
+
+
+def _modified_s(info: dict[str, object]) -> float | None:
+    """A file's modification time from fsspec's info: ``mtime`` (local), ``LastModified`` (S3)."""
+    value = info.get("mtime", info.get("LastModified"))
+    if isinstance(value, datetime):
+        return value.timestamp()
+    return float(value) if isinstance(value, int | float) else None
 
 
 def remove(url: str) -> None:

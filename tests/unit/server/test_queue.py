@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
@@ -218,3 +219,24 @@ def test_queue_teams_and_explain_say_why_work_waits(control: ControlPlane, tmp_p
     assert body["reason"] == entry["reason"]
     done = control.http.get(f"/api/v1/experiments/{first}/explain", headers=control.vision)
     assert done.json()["waiting"] is False
+
+
+def test_a_running_experiment_s_last_save_is_read_from_its_checkpoints(
+    control: ControlPlane, tmp_path: Path
+) -> None:
+    """The newest file under the experiment's checkpoints (or search state) is its last save:
+    what a preemption would lose is counted from there."""
+    experiment = str(submit(control, experiment_folder(tmp_path / "a"), control.vision)["id"])
+    control.step()
+    control.backend.jobs[experiment].state = "RUNNING"
+    saved = Path(control.settings.storage_root) / "checkpoints" / "vision" / "digits" / "run"
+    saved.mkdir(parents=True)
+    (saved / "checkpoint_000003.pt").write_bytes(b"state")
+    os.utime(saved / "checkpoint_000003.pt", (1.7e9, 1.7e9))
+    before = control.http.get(f"/api/v1/experiments/{experiment}", headers=control.vision)
+
+    control.step()
+
+    view = control.http.get(f"/api/v1/experiments/{experiment}", headers=control.vision).json()
+    assert before.json()["last_save_s"] is None
+    assert view["state"] == "RUNNING" and view["last_save_s"] == 1.7e9
