@@ -9,6 +9,7 @@ happened and what to do next. Anything else escaping flywheel is a bug.
     │   └── PortInUseError   a port flywheel needs is taken
     ├── JobError             a job cannot be submitted, found or stopped
     │   ├── JobNotFoundError
+    │   ├── DataNotFoundError    no run the caller may see recorded a data snapshot
     │   └── BundleError      an uploaded code bundle is refused (unsafe paths, unreadable)
     │       └── BundleTooLargeError
     ├── TeamNotFoundError    no such team in the teams file
@@ -81,6 +82,10 @@ class JobNotFoundError(JobError):
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
         super().__init__(f"no job with id {job_id!r}; `flywheel jobs` lists the jobs there are")
+
+
+class DataNotFoundError(JobError):
+    """No run of the experiment that the caller may see recorded a data snapshot."""
 
 
 class BundleError(JobError):

@@ -26,6 +26,7 @@ from flywheel.errors import (
     AuthenticationError,
     BundleError,
     BundleTooLargeError,
+    DataNotFoundError,
     FlywheelError,
     JobError,
     JobNotFoundError,
@@ -41,6 +42,7 @@ from flywheel.server.auth import TOKEN_PREFIX, register_token
 from flywheel.server.db import is_ready, open_database
 from flywheel.server.metrics import metrics, metrics_registry
 from flywheel.server.models import Team
+from flywheel.server.monitoring import router as monitoring_router
 from flywheel.server.queue import QueueDriver, RunCloser
 from flywheel.server.routes import router
 from flywheel.server.serving import ServingPlane
@@ -86,7 +88,8 @@ def create_app(
     app = FastAPI(
         title="flywheel control plane",
         version="1",
-        description="Teams, tokens, experiments and the admission queue of one flywheel cluster.",
+        description="Teams, tokens, experiments, the admission queue, serving and monitoring "
+        "of one flywheel cluster.",
         lifespan=lifespan,
     )
     app.state.context = context
@@ -94,6 +97,7 @@ def create_app(
     app.state.driver = driver
     app.include_router(router, prefix=API_PREFIX)
     app.include_router(serving_router, prefix=API_PREFIX)
+    app.include_router(monitoring_router, prefix=API_PREFIX)
     app.add_api_route("/healthz", _healthz, include_in_schema=False)
     app.add_api_route("/readyz", _readyz, include_in_schema=False)
     app.add_api_route("/metrics", metrics, tags=["metrics"], response_class=Response,
@@ -169,6 +173,7 @@ _STATUS: tuple[tuple[type[FlywheelError], int], ...] = (
     (AuthenticationError, 401),
     (PermissionDeniedError, 403),
     (JobNotFoundError, 404),
+    (DataNotFoundError, 404),
     (TeamNotFoundError, 404),
     (BundleTooLargeError, 413),
     (BundleError, 400),

@@ -1,9 +1,9 @@
 """Routes of ``/api/v1/models`` and ``/api/v1/cluster``: serving operations behind the control
 plane, on the serving service it alone holds (with the Ray token).
 
-A model belongs to the team whose experiment registered it (:class:`ModelOwners`); a team sees
-and changes its own models only, the admin every model. Each operation is typed both ways and is
-the serving service's compare-and-set: the loser of a race gets 409 and nothing changed.
+A model belongs to the team whose experiment registered it (:func:`require_model_owner`); a team
+sees and changes its own models only, the admin every model. Each operation is typed both ways
+and is the serving service's compare-and-set: the loser of a race gets 409 and nothing changed.
 """
 
 from __future__ import annotations
@@ -144,13 +144,18 @@ def _plane(request: Request) -> ServingPlane:
     return plane
 
 
-def _owned(request: Request, who: Caller, model: str) -> ServingOperations:
-    """The serving operations, when ``who`` may act on ``model``."""
-    plane = _plane(request)
+def require_model_owner(who: Caller, model: str, owner: Callable[[str], str | None]) -> None:
+    """Raise ServeInputError unless ``who`` is the admin or ``owner`` names ``who``'s team."""
     if who.admin:
-        return plane.operations
-    if plane.owner(model) != who.team:
+        return
+    if owner(model) != who.team:
         # Unknown, registered outside an experiment, or another team's: one answer for all, so
         # a team learns nothing of models that are not its own.
         raise ServeInputError(f"team {who.team!r} has no registered model {model!r}")
+
+
+def _owned(request: Request, who: Caller, model: str) -> ServingOperations:
+    """The serving operations, when ``who`` may act on ``model``."""
+    plane = _plane(request)
+    require_model_owner(who, model, plane.owner)
     return plane.operations
