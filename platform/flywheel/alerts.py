@@ -16,7 +16,8 @@ import httpx
 from pydantic import ValidationError
 
 from flywheel import storage
-from flywheel.monitoring import AlertState, MonitorReport, next_alert
+from flywheel.monitoring import next_alert
+from flywheel.wire import AlertState, MonitorReport
 
 _log = logging.getLogger("flywheel.alerts")
 _WEBHOOK_TIMEOUT_S = 5.0

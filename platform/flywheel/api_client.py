@@ -18,11 +18,14 @@ from flywheel.errors import (
     AuthenticationError,
     BundleError,
     BundleTooLargeError,
+    DataNotFoundError,
     FlywheelError,
     JobError,
     JobNotFoundError,
     PermissionDeniedError,
     PlatformError,
+    RetrainError,
+    RetrainRunningError,
     ServeConflictError,
     ServeError,
     ServeInputError,
@@ -119,8 +122,8 @@ _KINDS: dict[str, type[FlywheelError]] = {
     kind.__name__: kind
     for kind in (
         AuthenticationError, PermissionDeniedError, BundleError, BundleTooLargeError, JobError,
-        JobNotFoundError, PlatformError, TeamNotFoundError, AccessError, ServeError,
-        ServeInputError, ServeConflictError,
+        JobNotFoundError, DataNotFoundError, PlatformError, TeamNotFoundError, AccessError,
+        ServeError, ServeInputError, ServeConflictError, RetrainError, RetrainRunningError,
     )
 }  # fmt: skip
 
@@ -130,10 +133,24 @@ def _error(response: httpx.Response) -> FlywheelError:
     try:
         body = ErrorBody.model_validate_json(response.content)
     except ValueError:
-        return FlywheelError(f"control plane answered HTTP {response.status_code}: {response.text}")
+        return FlywheelError(
+            f"control plane answered HTTP {response.status_code}: {_detail(response)}"
+        )
     if body.problems:
         return SpecError([SpecProblem(p.file, p.line, p.path, p.message) for p in body.problems])
     kind = _KINDS.get(body.kind, FlywheelError)
     error = kind.__new__(kind)  # some constructors take other arguments than the message
     Exception.__init__(error, body.error)
     return error
+
+
+def _detail(response: httpx.Response) -> str:
+    """A refused request's fields and what is wrong with each (FastAPI's 422 ``detail``), else
+    the answer's text."""
+    try:
+        detail = response.json()["detail"]
+        return "; ".join(
+            f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}" for item in detail
+        )
+    except (ValueError, KeyError, TypeError):
+        return response.text

@@ -1,8 +1,9 @@
 """The public facade the CLI and SDK users call: validate, submit, watch and stop experiments.
 
-Experiments and serving operations go through the control plane (HTTP, with the team token of
-the settings); it alone holds the Ray token. Inference goes to the model gateway whose address
-the control plane gives (``cluster()``).
+Experiments, serving operations, data snapshots, monitor checks and readiness reports go through
+the control plane (HTTP, with the team token of the settings); it alone holds the Ray token and
+reads MLflow and the storage root, so this module imports neither Ray nor MLflow. Inference goes
+to the model gateway whose address the control plane gives (``cluster()``).
 """
 
 from __future__ import annotations
@@ -15,46 +16,33 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
-from flywheel.alerts import read_alert, record_check
 from flywheel.api_client import ControlPlaneApi
 from flywheel.backends.base import BUNDLE_EXCLUDES
 from flywheel.errors import JobError, ServeError, ServeInputError
-from flywheel.monitoring import MonitorReport, monitor_report
 from flywheel.plans import JobPlan, new_job_id, spec_to_job_plan
-from flywheel.profiles import TrainingProfile
 from flywheel.progress import ProgressEvent, parse_progress
-from flywheel.readiness import READINESS_FILE, Evidence, ReadinessReport, readiness_report
-from flywheel.request_log import read_feedback, read_requests
 from flywheel.settings import Settings
-from flywheel.snapshots import SnapshotManifest, read_manifest
 from flywheel.specs.experiment import ExperimentSpec
-from flywheel.specs.serving import MonitorSpec, RolloutMode
+from flywheel.specs.serving import RolloutMode
 from flywheel.specs.validate import validate_experiment
-from flywheel.tracking import (
-    TAG_PROFILE,
-    TAG_SERVE_SPEC,
-    SnapshotUse,
-    log_version_artifact,
-    model_version_tag,
-    resolve_model_version,
-    snapshot_uses,
-    version_artifact_dict,
-    version_record,
-)
 from flywheel.wire import (
     ClusterView,
     ExperimentView,
     Explanation,
     FeedbackAnswer,
     InferenceAnswer,
+    MonitorReport,
     QueueView,
+    ReadinessReport,
     RetrainView,
     RolloutStep,
     ServedVersion,
     ServeResult,
+    SnapshotReport,
     TeamUsage,
     TokenCreated,
     WhoAmI,
@@ -63,18 +51,10 @@ from flywheel.wire import (
 _GATEWAY_TIMEOUT_S = 30.0
 #: A serving operation waits until Serve runs it (up to 300 s), twice when it must restore.
 _SERVING_TIMEOUT_S = 660.0
+#: A monitor check or readiness report reads the request log and MLflow on the control plane.
+_CHECK_TIMEOUT_S = 300.0
 
 __all__ = ["Client", "JobUpdate", "ServeResult", "ServedVersion", "SnapshotReport"]
-
-
-@dataclass(frozen=True)
-class SnapshotReport:
-    """A data snapshot of an experiment and the runs that trained on it (newest first)."""
-
-    fingerprint: str
-    url: str
-    manifest: SnapshotManifest | None  # None: the storage root no longer holds it
-    runs: tuple[SnapshotUse, ...]
 
 
 @dataclass(frozen=True)
@@ -268,80 +248,29 @@ class Client:
         )
 
     def data(self, experiment: str) -> list[SnapshotReport]:
-        """The data snapshots of ``experiment`` with the runs that used each, newest first."""
-        uses = snapshot_uses(self.settings.tracking_uri, experiment)
-        if not uses:
-            raise JobError(
-                f"no run of experiment {experiment!r} recorded a data snapshot; "
-                "`flywheel jobs` lists the experiments"
-            )
-        grouped: dict[str, list[SnapshotUse]] = {}
-        for use in uses:
-            grouped.setdefault(use.fingerprint, []).append(use)
-        return [
-            SnapshotReport(fp, runs[0].url, read_manifest(runs[0].url), tuple(runs))
-            for fp, runs in grouped.items()
-        ]
+        """The data snapshots of ``experiment`` with the runs that used each, newest first (the
+        team's runs only; every run for the admin)."""
+        return self._api.call_list(f"/data/{quote(experiment, safe='/')}", SnapshotReport)
 
-    def monitor(
-        self, model: str, last_n: int | None = None, now_s: float | None = None
-    ) -> MonitorReport:
+    def monitor(self, model: str, last_n: int | None = None) -> MonitorReport:
         """Drift, online accuracy, latency and errors of ``model`` over its last logged requests.
 
-        Judges the last ``last_n`` sampled requests (default: the serve section's
-        ``monitor.window_requests``) and records the check in the model's alert state.
+        The control plane judges the last ``last_n`` sampled requests (default: the serve
+        section's ``monitor.window_requests``) and records the check in the model's alert state.
         """
-        latest = resolve_model_version(self.settings.tracking_uri, model)
-        if latest is None:
-            raise ServeInputError(f"model {model!r} has no version in the MLflow registry")
-        rules = self._monitor_rules(model, latest)
-        root = str(self.settings.storage_root)
-        requests = read_requests(root, model, last_n or rules.window_requests)
-        since_s = requests[0].time_s if requests else None
-        feedback = read_feedback(root, model, since_s) if requests else []
-        profiles = {v: self._profile(model, v) for v in sorted({r.version for r in requests})}
-        report = monitor_report(model, requests, feedback, profiles, rules)
-        now = time.time() if now_s is None else now_s
-        alert = record_check(root, model, report, now, rules.webhook_url)
-        return report.model_copy(update={"alert": alert})
+        body = {"last": last_n}
+        return self._api.call(
+            "POST", f"/models/{model}/monitor", MonitorReport, json=body, timeout=_CHECK_TIMEOUT_S
+        )
 
     def readiness(self, model: str, version: str | None = None) -> ReadinessReport:
-        """Score a version (default: the latest) against the ML Test Score; log it to MLflow."""
-        resolved = resolve_model_version(self.settings.tracking_uri, model, version)
-        if resolved is None:
-            which = f"version {version}" if version else "version"
-            raise ServeInputError(f"model {model!r} has no {which} in the MLflow registry")
-        record = version_record(self.settings.tracking_uri, model, resolved)
-        root = str(self.settings.storage_root)
-        requests = [r for r in read_requests(root, model) if r.version == resolved]
-        feedback = [f for f in read_feedback(root, model) if f.version == resolved]
-        alert = read_alert(root, model)
-        evidence = Evidence(
-            params=record.params, metrics=record.metrics, run_tags=record.run_tags,
-            version_tags=record.version_tags, challenger_modes=record.challenger_modes,
-            logged_requests=len(requests), feedback=len(feedback),
-            monitor_checked=alert.checked_s is not None, drift_alert=alert.active,
+        """Score a version (default: the latest) against the ML Test Score; the control plane
+        logs the report to MLflow."""
+        body = {"version": version}
+        return self._api.call(
+            "POST", f"/models/{model}/readiness", ReadinessReport, json=body,
+            timeout=_CHECK_TIMEOUT_S,
         )  # fmt: skip
-        report = readiness_report(model, resolved, evidence)
-        log_version_artifact(self.settings.tracking_uri, model, resolved,
-                             report.model_dump(mode="json"), READINESS_FILE)  # fmt: skip
-        return report
-
-    def _monitor_rules(self, model: str, version: str) -> MonitorSpec:
-        """The ``monitor`` part of the serve section the version was served with (leniently)."""
-        text = model_version_tag(self.settings.tracking_uri, model, version, TAG_SERVE_SPEC)
-        try:
-            stored = json.loads(text or "{}").get("monitor") or {}
-            return MonitorSpec.model_validate(stored)
-        except (ValueError, AttributeError):
-            return MonitorSpec()
-
-    def _profile(self, model: str, version: str) -> TrainingProfile | None:
-        data = version_artifact_dict(self.settings.tracking_uri, model, version, TAG_PROFILE)
-        try:
-            return TrainingProfile.model_validate(data) if data is not None else None
-        except ValueError:
-            return None
 
     def _stream(
         self, experiment: ExperimentView, last: list[ProgressEvent | None]

@@ -11,8 +11,8 @@ from __future__ import annotations
 from pydantic import Field, ValidationError
 
 from flywheel import storage
-from flywheel.monitoring import MonitorReport, VersionReport
 from flywheel.specs.base import LenientModel
+from flywheel.wire import MonitorReport, VersionReport
 
 SCORES_FILE = "scores.json"
 

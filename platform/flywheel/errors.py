@@ -9,6 +9,7 @@ happened and what to do next. Anything else escaping flywheel is a bug.
     │   └── PortInUseError   a port flywheel needs is taken
     ├── JobError             a job cannot be submitted, found or stopped
     │   ├── JobNotFoundError
+    │   ├── DataNotFoundError    no run the caller may see recorded a data snapshot
     │   └── BundleError      an uploaded code bundle is refused (unsafe paths, unreadable)
     │       └── BundleTooLargeError
     ├── TeamNotFoundError    no such team in the teams file
@@ -83,6 +84,10 @@ class JobNotFoundError(JobError):
         super().__init__(f"no job with id {job_id!r}; `flywheel jobs` lists the jobs there are")
 
 
+class DataNotFoundError(JobError):
+    """No run of the experiment that the caller may see recorded a data snapshot."""
+
+
 class BundleError(JobError):
     """An uploaded code bundle is refused: too large, unreadable, or a path leaves its folder.
     Nothing of it was written."""
@@ -90,6 +95,21 @@ class BundleError(JobError):
 
 class BundleTooLargeError(BundleError):
     """An uploaded code bundle is larger than the control plane accepts."""
+
+
+class RetrainError(FlywheelError):
+    """A model cannot be retrained as asked (no feedback, no spec to rerun); nothing was queued."""
+
+
+class RetrainRunningError(JobError):
+    """A retraining of the model is already waiting or running; ``experiment_id`` names it."""
+
+    def __init__(self, experiment_id: str, state: str, model: str) -> None:
+        self.experiment_id = experiment_id
+        super().__init__(
+            f"retraining {experiment_id} of {model!r} is {state}; wait for it or stop it with "
+            f"`flywheel stop {experiment_id}`"
+        )
 
 
 class TeamNotFoundError(FlywheelError):

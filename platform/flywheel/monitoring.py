@@ -1,7 +1,8 @@
 """The monitor: a window of the request log and feedback, judged against training profiles.
 
-Pure: the caller reads the log, the feedback and each version's profile
-(:meth:`flywheel.client.Client.monitor`), this module computes the report and decides the alert.
+Pure: the caller reads the log, the feedback and each version's profile (the control plane's
+:func:`flywheel.server.monitoring.check_model`), this module computes the report (a
+:mod:`flywheel.wire` model) and decides the alert.
 The report's top-level ``drift`` is the verdict for the window: true when any served version's
 inputs or predictions drifted from its training profile (:mod:`flywheel.drift`).
 """
@@ -11,61 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from pydantic import Field
 
 from flywheel.drift import DriftResult, DriftThresholds, detect_drift
 from flywheel.profiles import TrainingProfile
 from flywheel.request_log import LoggedFeedback, LoggedRequest
-from flywheel.specs.base import LenientModel, StrictModel
 from flywheel.specs.serving import MonitorSpec
-
-
-class FeatureScore(StrictModel):
-    """Output of the monitor, printed as JSON: every field is plain data."""
-
-    name: str = Field(description="Feature (`x<i>` raw value, `p<i>` projection component).")
-    psi: float = Field(description="Population stability index against the training bins.")
-    ks_statistic: float = Field(description="Two-sample Kolmogorov-Smirnov statistic.")
-    ks_p_value: float = Field(description="Its p-value (before the Bonferroni correction).")
-    drifted: bool = Field(description="PSI above the threshold, or KS significant.")
-
-
-class VersionReport(StrictModel):
-    version: str = Field(description="Model version.")
-    requests: int = Field(description="Logged requests of the version in the window.")
-    errors: int = Field(description="Of those, failed.")
-    error_rate: float | None = Field(description="errors / requests; null without requests.")
-    latency_p50_ms: float | None = Field(description="Median latency of answered requests.")
-    latency_p95_ms: float | None = Field(description="95th percentile latency.")
-    feedback: int = Field(description="Feedback records with a prediction to compare.")
-    online_accuracy: float | None = Field(description="Share of feedback the version got right.")
-    profiled: bool = Field(description="Whether the version has a training profile.")
-    drift: bool = Field(description="The version's verdict.")
-    enough_requests: bool = Field(description="Whether the window was large enough to judge.")
-    reasons: list[str] = Field(description="Why it drifted, one line per test.")
-    multivariate_p_value: float | None = Field(description="MMD test on the projection.")
-    prediction_p_value: float | None = Field(description="Prediction distribution test.")
-    features: list[FeatureScore] = Field(description="Per-feature scores.")
-
-
-class AlertState(LenientModel):
-    """The drift alert of a model, stored under the storage root between checks."""
-
-    active: bool = Field(default=False, description="Whether drift is alerted now.")
-    since_s: float | None = Field(default=None, description="When the alert was raised.")
-    reasons: list[str] = Field(default_factory=list, description="Why, as of the last check.")
-    checked_s: float | None = Field(default=None, description="Time of the last check.")
-
-
-class MonitorReport(StrictModel):
-    model: str = Field(description="Registered model name.")
-    drift: bool = Field(description="Overall verdict for the window: any version drifted.")
-    requests: int = Field(description="Logged requests in the window.")
-    window_start_s: float | None = Field(description="Time of the first request (epoch s).")
-    window_end_s: float | None = Field(description="Time of the last request (epoch s).")
-    features: list[FeatureScore] = Field(description="Per-feature scores of the busiest version.")
-    versions: list[VersionReport] = Field(description="One entry per version in the window.")
-    alert: AlertState | None = Field(default=None, description="Alert state after this check.")
+from flywheel.wire import AlertState, FeatureScore, MonitorReport, VersionReport
 
 
 def monitor_report(

@@ -2,7 +2,8 @@
 
 Breck, Cai, Nielsen, Salib and Sculley, "The ML Test Score: A Rubric for ML Production Readiness
 and Technical Debt Reduction" (IEEE Big Data 2017): 28 tests in four groups of seven. Pure: the
-caller gathers :class:`Evidence` from MLflow and the storage root; this module judges it.
+caller (the control plane's :func:`flywheel.server.monitoring.score_readiness`) gathers
+:class:`Evidence` from MLflow and the storage root; this module judges it.
 
 Each test the platform can check on its own is ``passed`` or ``failed``, with its evidence; the
 others are ``not verifiable`` (a person must judge them). As in the paper, a passed automated
@@ -14,19 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
 
-from pydantic import Field
-
-from flywheel.specs.base import StrictModel
+from flywheel.wire import ReadinessReport, ReadinessStatus, ReadinessTest, RubricGroup
 
 #: Where the report is logged, in the run that trained the version.
 READINESS_FILE = "readiness/report.json"
 
-Status = Literal["passed", "failed", "not verifiable"]
-Group = Literal["data", "model", "infrastructure", "monitoring"]
-
-RUBRIC: tuple[tuple[str, Group, str], ...] = (
+RUBRIC: tuple[tuple[str, RubricGroup, str], ...] = (
     ("data-1", "data", "Feature expectations are captured in a schema"),
     ("data-2", "data", "All features are beneficial"),
     ("data-3", "data", "No feature's cost is too much"),
@@ -73,24 +68,7 @@ class Evidence:
     drift_alert: bool = False
 
 
-class ReadinessTest(StrictModel):
-    id: str = Field(description="Test id: group and number in the paper, e.g. `infra-1`.")
-    group: Group = Field(description="Rubric group.")
-    title: str = Field(description="The test, as the paper names it.")
-    status: Status = Field(description="passed, failed, or not verifiable by the platform.")
-    evidence: str = Field(description="What the verdict rests on.")
-
-
-class ReadinessReport(StrictModel):
-    model: str = Field(description="Registered model name.")
-    version: str = Field(description="Model version.")
-    tests: list[ReadinessTest] = Field(description="The 28 tests, in the paper's order.")
-    group_scores: dict[str, float] = Field(description="Points per group (1 per passed test).")
-    score: float = Field(description="The lowest group score, as the paper defines it.")
-    verified: int = Field(description="Tests the platform could check.")
-
-
-Verdict = tuple[Status, str]
+Verdict = tuple[ReadinessStatus, str]
 
 
 def readiness_report(model: str, version: str, evidence: Evidence) -> ReadinessReport:
@@ -126,7 +104,7 @@ def _tuned(e: Evidence) -> Verdict:
 def _baseline(e: Evidence) -> Verdict:
     if "baseline_val_accuracy" in e.metrics and "val_accuracy" in e.metrics:
         model, base = e.metrics["val_accuracy"], e.metrics["baseline_val_accuracy"]
-        verdict: Status = "passed" if model > base else "failed"
+        verdict: ReadinessStatus = "passed" if model > base else "failed"
         return verdict, f"val_accuracy {model:.4f} against baseline {base:.4f}"
     if "baseline_val_loss" in e.metrics and "val_loss" in e.metrics:
         model, base = e.metrics["val_loss"], e.metrics["baseline_val_loss"]
@@ -148,7 +126,7 @@ def _overfit(e: Evidence) -> Verdict:
     threshold = e.params.get("checks.overfit_one_batch.loss_threshold")
     if final is None or threshold is None:
         return "failed", "the overfit-one-batch check did not run"
-    verdict: Status = "passed" if final < float(threshold) else "failed"
+    verdict: ReadinessStatus = "passed" if final < float(threshold) else "failed"
     return verdict, f"overfit one batch: loss {final:.4g} below {threshold}"
 
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import Field
 
-from flywheel.monitoring import AlertState
 from flywheel.request_log import LoggedFeedback, LoggedRequest
 from flywheel.specs.base import LenientModel
 from flywheel.specs.serving import MonitorSpec
+from flywheel.wire import AlertState
 
 
 @dataclass(frozen=True)

@@ -10,53 +10,21 @@ per content fingerprint::
 The manifest is written after both Parquet files, so a snapshot exists exactly when its manifest
 does: a job that dies halfway leaves nothing a later run would reuse. The writer is
 :mod:`flywheel.runtime.snapshot`; this module only reads, and parses leniently (a newer writer's
-extra fields are ignored).
+extra fields are ignored). The manifest's model lives in :mod:`flywheel.wire`: the control plane
+sends it to clients as it reads it.
 """
 
 from __future__ import annotations
 
-from pydantic import Field, ValidationError
+from pydantic import ValidationError
 
 from flywheel import storage
 from flywheel.errors import FlywheelError
-from flywheel.specs.base import LenientModel
+from flywheel.wire import SnapshotManifest
 
 #: Names of the parts of a snapshot, in the order they are listed.
 PARTS = ("train", "validation")
 MANIFEST_FILE = "manifest.json"
-
-
-class ColumnInfo(LenientModel):
-    """One Parquet column of a snapshot."""
-
-    name: str = Field(description="Column name.")
-    type: str = Field(description="Arrow type, as Arrow prints it.")
-
-
-class SnapshotPart(LenientModel):
-    """One Parquet file of a snapshot (train or validation)."""
-
-    name: str = Field(description="`train` or `validation`.")
-    file: str = Field(description="File name inside the snapshot folder.")
-    rows: int = Field(description="Number of examples.")
-    size_bytes: int = Field(description="Size of the Parquet file, in bytes.")
-
-
-class SnapshotManifest(LenientModel):
-    """What a snapshot holds: its fingerprint, source, schema and parts."""
-
-    fingerprint: str = Field(description="sha256 of the train and validation data (the address).")
-    source: str = Field(description="Where the data came from, e.g. `task.load_data`.")
-    created_at: str = Field(description="When the snapshot was first written (ISO 8601, UTC).")
-    feature_shape: list[int] = Field(description="Shape of one example's features.")
-    target_shape: list[int] = Field(description="Shape of one example's target.")
-    columns: list[ColumnInfo] = Field(description="Parquet schema shared by the parts.")
-    parts: list[SnapshotPart] = Field(description="The train and validation files.")
-
-    @property
-    def size_bytes(self) -> int:
-        """Total size of the Parquet files."""
-        return sum(part.size_bytes for part in self.parts)
 
 
 def snapshot_url(storage_root: str, fingerprint: str) -> str:

@@ -65,6 +65,7 @@ class SnapshotUse:
     start_time_ms: int
     fingerprint: str
     url: str
+    team: str | None  # the run's flywheel.team tag (None: a run started outside an experiment)
 
 
 class ExperimentRun:
@@ -196,6 +197,7 @@ def snapshot_uses(tracking_uri: str, experiment: str) -> list[SnapshotUse]:
             start_time_ms=int(r.info.start_time or 0),
             fingerprint=r.data.tags[TAG_SNAPSHOT],
             url=r.data.tags.get(TAG_SNAPSHOT_URL, ""),
+            team=r.data.tags.get(TAG_TEAM),
         )
         for r in runs
     ]

@@ -6,7 +6,7 @@ ignored), so that a newer server does not break an older client.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -224,6 +224,147 @@ class ClusterView(WireModel):
     serve_url: str = Field(description="Base URL of the model gateway (OIP v2).")
     tracking_uri: str = Field(description="MLflow tracking URI.")
     storage_root: str = Field(description="The cluster's default storage root.")
+
+
+class FeatureScore(WireModel):
+    """How far one feature drifted from its training profile."""
+
+    name: str = Field(description="Feature (`x<i>` raw value, `p<i>` projection component).")
+    psi: float = Field(description="Population stability index against the training bins.")
+    ks_statistic: float = Field(description="Two-sample Kolmogorov-Smirnov statistic.")
+    ks_p_value: float = Field(description="Its p-value (before the Bonferroni correction).")
+    drifted: bool = Field(description="PSI above the threshold, or KS significant.")
+
+
+class VersionReport(WireModel):
+    """What the monitor observed of one version in the window."""
+
+    version: str = Field(description="Model version.")
+    requests: int = Field(description="Logged requests of the version in the window.")
+    errors: int = Field(description="Of those, failed.")
+    error_rate: float | None = Field(description="errors / requests; null without requests.")
+    latency_p50_ms: float | None = Field(description="Median latency of answered requests.")
+    latency_p95_ms: float | None = Field(description="95th percentile latency.")
+    feedback: int = Field(description="Feedback records with a prediction to compare.")
+    online_accuracy: float | None = Field(description="Share of feedback the version got right.")
+    profiled: bool = Field(description="Whether the version has a training profile.")
+    drift: bool = Field(description="The version's verdict.")
+    enough_requests: bool = Field(description="Whether the window was large enough to judge.")
+    reasons: list[str] = Field(description="Why it drifted, one line per test.")
+    multivariate_p_value: float | None = Field(description="MMD test on the projection.")
+    prediction_p_value: float | None = Field(description="Prediction distribution test.")
+    features: list[FeatureScore] = Field(description="Per-feature scores.")
+
+
+class AlertState(WireModel):
+    """The drift alert of a model, stored under the storage root between checks."""
+
+    active: bool = Field(default=False, description="Whether drift is alerted now.")
+    since_s: float | None = Field(default=None, description="When the alert was raised.")
+    reasons: list[str] = Field(default_factory=list, description="Why, as of the last check.")
+    checked_s: float | None = Field(default=None, description="Time of the last check.")
+
+
+class MonitorReport(WireModel):
+    """One monitor check of a model (`flywheel monitor`): every field is plain data."""
+
+    model: str = Field(description="Registered model name.")
+    drift: bool = Field(description="Overall verdict for the window: any version drifted.")
+    requests: int = Field(description="Logged requests in the window.")
+    window_start_s: float | None = Field(description="Time of the first request (epoch s).")
+    window_end_s: float | None = Field(description="Time of the last request (epoch s).")
+    features: list[FeatureScore] = Field(description="Per-feature scores of the busiest version.")
+    versions: list[VersionReport] = Field(description="One entry per version in the window.")
+    alert: AlertState | None = Field(default=None, description="Alert state after this check.")
+    retraining: str | None = Field(
+        default=None,
+        description="The retraining experiment this check queued (a raised alert of a model "
+        "whose serve section sets `monitor.retrain_on_alert`), if any.",
+    )
+
+
+class ColumnInfo(WireModel):
+    """One Parquet column of a data snapshot."""
+
+    name: str = Field(description="Column name.")
+    type: str = Field(description="Arrow type, as Arrow prints it.")
+
+
+class SnapshotPart(WireModel):
+    """One Parquet file of a data snapshot (train or validation)."""
+
+    name: str = Field(description="`train` or `validation`.")
+    file: str = Field(description="File name inside the snapshot folder.")
+    rows: int = Field(description="Number of examples.")
+    size_bytes: int = Field(description="Size of the Parquet file, in bytes.")
+
+
+class SnapshotManifest(WireModel):
+    """What a data snapshot holds: its fingerprint, source, schema and parts (its manifest.json
+    under the storage root, read leniently)."""
+
+    fingerprint: str = Field(description="sha256 of the train and validation data (the address).")
+    source: str = Field(description="Where the data came from, e.g. `task.load_data`.")
+    created_at: str = Field(description="When the snapshot was first written (ISO 8601, UTC).")
+    feature_shape: list[int] = Field(description="Shape of one example's features.")
+    target_shape: list[int] = Field(description="Shape of one example's target.")
+    columns: list[ColumnInfo] = Field(description="Parquet schema shared by the parts.")
+    parts: list[SnapshotPart] = Field(description="The train and validation files.")
+
+    @property
+    def size_bytes(self) -> int:
+        """Total size of the Parquet files."""
+        return sum(part.size_bytes for part in self.parts)
+
+
+class SnapshotRun(WireModel):
+    """A run that trained on a data snapshot."""
+
+    run_id: str = Field(description="MLflow run id.")
+    run_name: str = Field(description="MLflow run name.")
+    experiment: str = Field(description="MLflow experiment name.")
+    status: str = Field(description="MLflow run status: RUNNING, FINISHED, FAILED, KILLED.")
+    start_time_ms: int = Field(description="Start of the run, epoch milliseconds.")
+    fingerprint: str = Field(description="Fingerprint of the snapshot it trained on.")
+    url: str = Field(description="Where the snapshot lives.")
+
+
+class SnapshotReport(WireModel):
+    """A data snapshot of an experiment and the runs that trained on it (newest first)."""
+
+    fingerprint: str = Field(description="sha256 of the snapshot's data.")
+    url: str = Field(description="Its folder under the storage root.")
+    manifest: SnapshotManifest | None = Field(
+        description="Its manifest; none when the storage root no longer holds it."
+    )
+    runs: list[SnapshotRun] = Field(description="Runs that trained on it, newest first.")
+
+
+ReadinessStatus = Literal["passed", "failed", "not verifiable"]
+RubricGroup = Literal["data", "model", "infrastructure", "monitoring"]
+
+
+class ReadinessTest(WireModel):
+    """One test of the ML Test Score and its verdict."""
+
+    id: str = Field(description="Test id: group and number in the paper, e.g. `infra-1`.")
+    group: RubricGroup = Field(description="Rubric group.")
+    title: str = Field(description="The test, as the paper names it.")
+    status: ReadinessStatus = Field(
+        description="passed, failed, or not verifiable by the platform."
+    )
+    evidence: str = Field(description="What the verdict rests on.")
+
+
+class ReadinessReport(WireModel):
+    """A model version scored against the ML Test Score (`flywheel readiness`)."""
+
+    model: str = Field(description="Registered model name.")
+    version: str = Field(description="Model version.")
+    tests: list[ReadinessTest] = Field(description="The 28 tests, in the paper's order.")
+    group_scores: dict[str, float] = Field(description="Points per group (1 per passed test).")
+    score: float = Field(description="The lowest group score, as the paper defines it.")
+    verified: int = Field(description="Tests the platform could check.")
 
 
 class RetrainView(WireModel):

@@ -13,10 +13,11 @@ from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
 from flywheel.alerts import read_alert, record_check
-from flywheel.monitoring import AlertState, MonitorReport, monitor_report, next_alert
+from flywheel.monitoring import monitor_report, next_alert
 from flywheel.profiles import TrainingProfile, build_profile
 from flywheel.request_log import LoggedFeedback, LoggedRequest
 from flywheel.specs.serving import MonitorSpec
+from flywheel.wire import AlertState, MonitorReport
 
 SECRET_WEBHOOK = "https://hooks.example/services/T0KEN-SECRET"
 

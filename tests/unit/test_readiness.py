@@ -6,11 +6,14 @@ from pathlib import Path
 
 import mlflow.artifacts
 from mlflow import MlflowClient
+from pydantic import SecretStr
 
 from flywheel.client import Client
 from flywheel.readiness import READINESS_FILE, RUBRIC, Evidence, readiness_report
 from flywheel.request_log import LoggedFeedback, LoggedRequest, RequestLogWriter
 from flywheel.settings import Settings
+
+from .server.helpers import TEAMS, MemoryBackend, running_plane
 
 VERIFIED = {"data-1", "model-3", "model-5", "infra-1", "infra-2", "infra-6", "monitor-2",
             "monitor-3", "monitor-6", "monitor-7"}  # fmt: skip
@@ -59,7 +62,9 @@ def test_missing_or_bad_evidence_fails_the_test_and_says_why() -> None:
     assert failed["model-3"].startswith("trained once") and report.score == 0.0
 
 
-def test_the_client_gathers_evidence_and_logs_the_report(tmp_path: Path) -> None:
+def test_the_control_plane_gathers_evidence_and_logs_the_report(tmp_path: Path) -> None:
+    """Through the client and a real control plane app, which alone reads MLflow and the
+    storage root."""
     settings = Settings(home=tmp_path, mlflow_tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
     client = MlflowClient(settings.tracking_uri)
     experiment = client.create_experiment("vision/digits", str(tmp_path / "artifacts"))
@@ -73,7 +78,10 @@ def test_the_client_gathers_evidence_and_logs_the_report(tmp_path: Path) -> None
     log.log_feedback(LoggedFeedback("r1", "digits-mlp", "1", 1e9, 3, 3))
     log.close()
 
-    report = Client(settings).readiness("digits-mlp")
+    with running_plane(settings, TEAMS, MemoryBackend()) as control:
+        token = control.admin["Authorization"].removeprefix("Bearer ")
+        admin = Client(settings.model_copy(update={"token": SecretStr(token)}), control.http)
+        report = admin.readiness("digits-mlp")
 
     passed = {t.id for t in report.tests if t.status == "passed"}
     assert passed == {"model-5", "monitor-6", "monitor-7"} and report.version == "1"

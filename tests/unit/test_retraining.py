@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flywheel.monitoring import AlertState
 from flywheel.request_log import LoggedFeedback, LoggedRequest
 from flywheel.retraining import RetrainRecord, retrain_due, retraining_data
 from flywheel.specs.serving import MonitorSpec
+from flywheel.wire import AlertState
 
 
 def _request(request_id: str, prediction: int | None, value: float) -> LoggedRequest:

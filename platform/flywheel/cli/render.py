@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -25,20 +24,21 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from flywheel.client import JobUpdate, ServedVersion, ServeResult, SnapshotReport
+from flywheel.client import JobUpdate, ServedVersion, ServeResult
 from flywheel.errors import SpecError
 from flywheel.local import PlatformStatus, UpResult
-from flywheel.monitoring import MonitorReport
 from flywheel.progress import ProgressEvent
-from flywheel.readiness import ReadinessReport
-from flywheel.snapshots import SnapshotManifest
 from flywheel.specs.experiment import ExperimentSpec
 from flywheel.specs.teams import Resources
 from flywheel.wire import (
     ExperimentView,
     Explanation,
+    MonitorReport,
     QueueView,
+    ReadinessReport,
     RetrainView,
+    SnapshotManifest,
+    SnapshotReport,
     TeamUsage,
     TokenCreated,
 )
@@ -346,15 +346,7 @@ def snapshots(reports: list[SnapshotReport]) -> None:
 
 
 def snapshots_dict(reports: list[SnapshotReport]) -> list[dict[str, Any]]:
-    return [
-        {
-            "fingerprint": r.fingerprint,
-            "url": r.url,
-            "manifest": r.manifest.model_dump() if r.manifest else None,
-            "runs": [asdict(run) for run in r.runs],
-        }
-        for r in reports
-    ]
+    return [r.model_dump(mode="json") for r in reports]
 
 
 def monitor_report(report: MonitorReport) -> None:

@@ -24,16 +24,9 @@ import pyarrow.parquet as pq
 
 from flywheel import storage
 from flywheel.runtime.data import Split, fingerprint
-from flywheel.snapshots import (
-    MANIFEST_FILE,
-    ColumnInfo,
-    SnapshotManifest,
-    SnapshotPart,
-    part_url,
-    read_manifest,
-    snapshot_url,
-)
+from flywheel.snapshots import MANIFEST_FILE, part_url, read_manifest, snapshot_url
 from flywheel.tracking import TAG_SNAPSHOT, TAG_SNAPSHOT_URL, ExperimentRun
+from flywheel.wire import ColumnInfo, SnapshotManifest, SnapshotPart
 
 #: Examples with more feature values than this are stored as one list column.
 MAX_FEATURE_COLUMNS = 1024

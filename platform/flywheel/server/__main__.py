@@ -23,7 +23,7 @@ from flywheel.server.serving import ServingPlane
 from flywheel.serving_service import ServingService
 from flywheel.settings import Settings
 from flywheel.specs.teams import load_teams
-from flywheel.tracking import end_runs_of_job, model_origin, model_team
+from flywheel.tracking import end_runs_of_job, model_team
 from flywheel.wire import ClusterView
 
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -60,8 +60,7 @@ def serving_plane(settings: Settings) -> ServingPlane:
         storage_root=str(settings.storage_root),
     )  # fmt: skip
     owner = functools.partial(model_team, settings.tracking_uri)
-    origin = functools.partial(model_origin, settings.tracking_uri)
-    return ServingPlane(service, owner, cluster, origin)
+    return ServingPlane(service, owner, cluster)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from flywheel.errors import (
     AuthenticationError,
     BundleError,
     BundleTooLargeError,
+    DataNotFoundError,
     FlywheelError,
     JobError,
     JobNotFoundError,
@@ -41,6 +42,9 @@ from flywheel.server.auth import TOKEN_PREFIX, register_token
 from flywheel.server.db import is_ready, open_database
 from flywheel.server.metrics import metrics, metrics_registry
 from flywheel.server.models import Team
+from flywheel.server.monitor_loop import MonitorDriver
+from flywheel.server.monitoring import check_and_retrain
+from flywheel.server.monitoring import router as monitoring_router
 from flywheel.server.queue import QueueDriver, RunCloser
 from flywheel.server.routes import router
 from flywheel.server.serving import ServingPlane
@@ -69,26 +73,34 @@ def create_app(
     settings: Settings, teams: TeamsSpec, backend: ExperimentBackend, run_queue: bool = True,
     end_runs: RunCloser | None = None, serving: ServingPlane | None = None,
 ) -> FastAPI:  # fmt: skip
-    """The control plane app, its database migrated and its teams synced. The queue driver runs
-    while the app's lifespan does; ``run_queue=False`` leaves it to the caller (tests call its
-    ``step`` themselves)."""
+    """The control plane app, its database migrated and its teams synced. The queue driver and
+    the periodic monitor run while the app's lifespan does; ``run_queue=False`` leaves both to
+    the caller (tests call their ``step`` themselves)."""
 
     context = start_context(settings, teams, backend, serving)
     driver = QueueDriver(context.sessions, teams, backend, settings.queue_interval_s, end_runs)
+    monitor = MonitorDriver(
+        lambda: [v.model for v in serving.operations.models()] if serving is not None else [],
+        lambda model: check_and_retrain(context.sessions, settings, teams, model),
+        settings.monitor_interval_s,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if run_queue:
             driver.start()
+            monitor.start()
         try:
             yield
         finally:
             driver.close()
+            monitor.close()
 
     app = FastAPI(
         title="flywheel control plane",
         version="1",
-        description="Teams, tokens, experiments and the admission queue of one flywheel cluster.",
+        description="Teams, tokens, experiments, the admission queue, serving and monitoring "
+        "of one flywheel cluster.",
         lifespan=lifespan,
     )
     app.state.context = context
@@ -96,8 +108,10 @@ def create_app(
         context.sessions, teams, str(settings.storage_root)
     )
     app.state.driver = driver
+    app.state.monitor = monitor
     app.include_router(router, prefix=API_PREFIX)
     app.include_router(serving_router, prefix=API_PREFIX)
+    app.include_router(monitoring_router, prefix=API_PREFIX)
     app.include_router(status_router, prefix=API_PREFIX)
     app.include_router(status_page_router)
     app.add_api_route("/healthz", _healthz, include_in_schema=False)
@@ -175,6 +189,7 @@ _STATUS: tuple[tuple[type[FlywheelError], int], ...] = (
     (AuthenticationError, 401),
     (PermissionDeniedError, 403),
     (JobNotFoundError, 404),
+    (DataNotFoundError, 404),
     (TeamNotFoundError, 404),
     (BundleTooLargeError, 413),
     (BundleError, 400),

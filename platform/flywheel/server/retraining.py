@@ -23,9 +23,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from flywheel import storage
-from flywheel.errors import FlywheelError, JobError, ServeInputError
+from flywheel.errors import FlywheelError, RetrainError, RetrainRunningError, ServeInputError
 from flywheel.feedback_sets import write_feedback_set
-from flywheel.monitoring import AlertState
 from flywheel.plans import JobPlan, new_job_id, retrain_plan
 from flywheel.request_log import read_feedback, read_requests
 from flywheel.retraining import RetrainRecord, retrain_due, retraining_data
@@ -37,24 +36,9 @@ from flywheel.specs.serving import MonitorSpec
 from flywheel.specs.teams import TeamsSpec
 from flywheel.storage import download_tree
 from flywheel.tracking import ModelOrigin
-from flywheel.wire import RetrainView
+from flywheel.wire import AlertState, RetrainView
 
 _log = logging.getLogger("flywheel.retrain")
-
-
-class RetrainError(FlywheelError):
-    """A model cannot be retrained as asked; nothing was written or queued."""
-
-
-class RetrainRunningError(JobError):
-    """A retraining of the model is already waiting or running."""
-
-    def __init__(self, experiment_id: str, state: str, model: str) -> None:
-        self.experiment_id = experiment_id
-        super().__init__(
-            f"retraining {experiment_id} of {model!r} is {state}; wait for it or stop it with "
-            f"`flywheel stop {experiment_id}`"
-        )
 
 
 def retrain_model(

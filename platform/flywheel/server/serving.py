@@ -1,9 +1,9 @@
 """Routes of ``/api/v1/models`` and ``/api/v1/cluster``: serving operations behind the control
 plane, on the serving service it alone holds (with the Ray token).
 
-A model belongs to the team whose experiment registered it (:class:`ModelOwners`); a team sees
-and changes its own models only, the admin every model. Each operation is typed both ways and is
-the serving service's compare-and-set: the loser of a race gets 409 and nothing changed.
+A model belongs to the team whose experiment registered it (:func:`require_model_owner`); a team
+sees and changes its own models only, the admin every model. Each operation is typed both ways
+and is the serving service's compare-and-set: the loser of a race gets 409 and nothing changed.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from flywheel.server.auth import Caller
 from flywheel.server.retraining import retrain_model
 from flywheel.server.routes import ERROR_RESPONSES, CallerDep, context
 from flywheel.specs.serving import RolloutMode
-from flywheel.tracking import ModelOrigin
+from flywheel.tracking import model_origin
 from flywheel.wire import ClusterView, RetrainView, RolloutStep, ServedVersion, ServeResult
 
 #: Registered model names the routes accept (MLflow allows more; flywheel's specs do not).
@@ -51,7 +51,6 @@ class ServingPlane:
     operations: ServingOperations
     owner: Callable[[str], str | None]  # model -> team (None: registered outside an experiment)
     cluster: ClusterView
-    origin: Callable[[str], ModelOrigin | None] | None = None  # model -> its latest version's run
 
 
 class DeployRequest(BaseModel):
@@ -145,9 +144,8 @@ def retrain(request: Request, who: CallerDep, model: ModelName) -> RetrainView:
     """Queue a retraining from the spec that registered the model's latest version, with the
     model's fed-back requests added to its training data (mistakes weighted up). The new version
     starts as the spec's serve section says: a shadow or a canary."""
-    plane = _plane(request)
     ctx = context(request)
-    origin = plane.origin(model) if plane.origin is not None else None
+    origin = model_origin(ctx.settings.tracking_uri, model)
     with ctx.sessions.begin() as session:
         return retrain_model(session, ctx.settings, ctx.teams, who, model, origin)
 
@@ -159,13 +157,18 @@ def _plane(request: Request) -> ServingPlane:
     return plane
 
 
-def _owned(request: Request, who: Caller, model: str) -> ServingOperations:
-    """The serving operations, when ``who`` may act on ``model``."""
-    plane = _plane(request)
+def require_model_owner(who: Caller, model: str, owner: Callable[[str], str | None]) -> None:
+    """Raise ServeInputError unless ``who`` is the admin or ``owner`` names ``who``'s team."""
     if who.admin:
-        return plane.operations
-    if plane.owner(model) != who.team:
+        return
+    if owner(model) != who.team:
         # Unknown, registered outside an experiment, or another team's: one answer for all, so
         # a team learns nothing of models that are not its own.
         raise ServeInputError(f"team {who.team!r} has no registered model {model!r}")
+
+
+def _owned(request: Request, who: Caller, model: str) -> ServingOperations:
+    """The serving operations, when ``who`` may act on ``model``."""
+    plane = _plane(request)
+    require_model_owner(who, model, plane.owner)
     return plane.operations

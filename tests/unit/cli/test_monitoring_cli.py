@@ -1,8 +1,10 @@
-"""`flywheel data show` and `flywheel monitor`, run as a user runs them, on MLflow's SQLite store.
+"""`flywheel data show` and `flywheel monitor`, run as a user runs them, against a real control
+plane (uvicorn on 127.0.0.1, in this process) over MLflow's SQLite store.
 
-No servers: the tracking URI is a local SQLite database, the storage root a temporary folder.
-Cost: about 60 s of CPU, mostly the four CLI processes importing MLflow (minutes of wall
-time on a loaded machine, hence the generous timeout).
+The CLI processes reach MLflow and the storage root only through the control plane; its tracking
+URI is a local SQLite database, its storage root a temporary folder. The CLI reads the admin
+token the control plane wrote under the shared home. Cost: a few seconds (the CLI processes no
+longer import MLflow).
 """
 
 from __future__ import annotations
@@ -11,44 +13,49 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 from mlflow import MlflowClient
-from sklearn.datasets import load_digits
-from sklearn.linear_model import LogisticRegression
 from torch.utils.data import TensorDataset
 
-from flywheel.client import Client
-from flywheel.errors import JobError, ServeInputError
-from flywheel.profiles import PROFILE_FILE, build_profile
-from flywheel.request_log import LoggedFeedback, LoggedRequest, RequestLogWriter
 from flywheel.runtime.data import split_dataset, to_arrays
 from flywheel.runtime.snapshot import record_snapshot
+from flywheel.server.app import create_app
 from flywheel.settings import Settings
 from flywheel.specs.experiment import DataSpec
-from flywheel.tracking import TAG_PROFILE, ExperimentRun
+from flywheel.tracking import ExperimentRun
+
+from ..server.helpers import TEAMS, MemoryBackend, http_server
+from ..server.monitoring_helpers import drifted_version
 
 FLYWHEEL = str(Path(sys.executable).parent / "flywheel")
 MODEL = "digits-mlp"
 
 
-def _run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+@pytest.fixture
+def control_url(tmp_path: Path) -> Iterator[str]:
+    """The control plane of home ``tmp_path``, its MLflow store and storage root under it."""
+    settings = Settings(home=tmp_path, mlflow_tracking_uri=_uri(tmp_path))
+    with http_server(create_app(settings, TEAMS, MemoryBackend(), run_queue=False)) as url:
+        yield url
+
+
+def _run(home: Path, control_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI with only a home (for the admin token) and the control plane's URL: no tracking
+    URI, no storage root."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLYWHEEL_")}
-    env |= {"FLYWHEEL_HOME": str(home), "FLYWHEEL_MLFLOW_TRACKING_URI": _uri(home)}
-    return subprocess.run([FLYWHEEL, *args], env=env, capture_output=True, text=True, timeout=600)
+    env |= {"FLYWHEEL_HOME": str(home), "FLYWHEEL_CONTROL_PLANE_URL": control_url}
+    return subprocess.run([FLYWHEEL, *args], env=env, capture_output=True, text=True, timeout=120)
 
 
 def _uri(home: Path) -> str:
     return f"sqlite:///{home}/mlflow.db"
 
 
-def _settings(home: Path) -> Settings:
-    return Settings(home=home, mlflow_tracking_uri=_uri(home))
-
-
-def test_data_show_lists_the_snapshot_and_its_runs(tmp_path: Path) -> None:
+def test_data_show_lists_the_snapshot_and_its_runs(tmp_path: Path, control_url: str) -> None:
     dataset = TensorDataset(torch.rand(40, 3), torch.arange(40) % 2)
     features, targets = to_arrays(dataset)
     split = split_dataset(dataset, DataSpec())
@@ -65,8 +72,9 @@ def test_data_show_lists_the_snapshot_and_its_runs(tmp_path: Path) -> None:
     fingerprint = contexts["training"].digest
     assert json.loads(contexts["training"].source)["uri"].endswith("/train.parquet")
 
-    shown = _run(tmp_path, "data", "show", "snapdemo", "--json")
-    table = _run(tmp_path, "data", "show", "snapdemo")
+    shown = _run(tmp_path, control_url, "data", "show", "snapdemo", "--json")
+    table = _run(tmp_path, control_url, "data", "show", "snapdemo")
+    nothing = _run(tmp_path, control_url, "data", "show", "nothing")
 
     assert shown.returncode == 0, shown.stderr
     [snapshot] = json.loads(shown.stdout)
@@ -74,38 +82,21 @@ def test_data_show_lists_the_snapshot_and_its_runs(tmp_path: Path) -> None:
     assert snapshot["fingerprint"].startswith(fingerprint)
     assert [p["rows"] for p in snapshot["manifest"]["parts"]] == [32, 8]
     assert table.returncode == 0 and "x0..x2: float" in table.stdout and "again" in table.stdout
-    with pytest.raises(JobError, match="no run of experiment 'nothing' recorded a data snapshot"):
-        Client(_settings(tmp_path)).data("nothing")
+    assert nothing.returncode == 1
+    assert "no run of experiment 'nothing' recorded a data snapshot" in nothing.stderr
 
 
 @pytest.fixture
 def served_digits(tmp_path: Path) -> Path:
     """A registered version with a training profile, and a request log of shifted traffic."""
-    x, y = load_digits(return_X_y=True)
-    x = x / 16.0
-    model = LogisticRegression(max_iter=300).fit(x[:1200], y[:1200])
-    profile = build_profile(x[:1200], model.predict(x[:1200]), "classes", 10)
-    client = MlflowClient(_uri(tmp_path))
-    experiment = client.create_experiment("vision/digits", str(tmp_path / "artifacts"))
-    run = client.create_run(experiment)
-    client.log_dict(run.info.run_id, profile.model_dump(mode="json"), PROFILE_FILE)
-    client.create_registered_model(MODEL)
-    source, run_id = f"runs:/{run.info.run_id}/model", run.info.run_id
-    version = client.create_model_version(MODEL, source, run_id, tags={TAG_PROFILE: PROFILE_FILE})
-    log = RequestLogWriter(str(tmp_path / "storage"), 1.0, 24, flush_every_s=3600)
-    faint = x[1200:1400] * 0.6
-    for i, (row, label) in enumerate(zip(faint, y[1200:1400], strict=True)):
-        prediction = int(model.predict(row[None])[0])
-        log.log_request(LoggedRequest(f"r{i}", MODEL, version.version, 1e9 + i, 3.0, True,
-                                      row.tolist(), [64], prediction))  # fmt: skip
-        log.log_feedback(LoggedFeedback(f"r{i}", MODEL, version.version, 1e9 + i, int(label),
-                                        prediction))  # fmt: skip
-    log.close()
+    drifted_version(_uri(tmp_path), str(tmp_path / "storage"), MODEL, tmp_path / "artifacts")
     return tmp_path
 
 
-def test_monitor_json_has_the_verdict_and_per_feature_scores(served_digits: Path) -> None:
-    result = _run(served_digits, "monitor", MODEL, "--last", "120", "--json")
+def test_monitor_json_has_the_verdict_and_per_feature_scores(
+    served_digits: Path, control_url: str
+) -> None:
+    result = _run(served_digits, control_url, "monitor", MODEL, "--last", "120", "--json")
 
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -116,11 +107,14 @@ def test_monitor_json_has_the_verdict_and_per_feature_scores(served_digits: Path
     assert report["alert"]["active"] is True and report["alert"]["reasons"][0].startswith("v1: ")
 
 
-def test_monitor_prints_a_table_and_an_unknown_model_is_a_user_error(served_digits: Path) -> None:
-    table = _run(served_digits, "monitor", MODEL)
+def test_monitor_prints_a_table_and_an_unknown_model_is_a_user_error(
+    served_digits: Path, control_url: str
+) -> None:
+    table = _run(served_digits, control_url, "monitor", MODEL)
+    unknown = _run(served_digits, control_url, "monitor", "no-such-model")
 
     assert table.returncode == 0, table.stderr
     assert f"{MODEL}: drift over 200 logged requests" in table.stdout
     assert "features (most drifted first)" in table.stdout and "alert active" in table.stdout
-    with pytest.raises(ServeInputError, match="model 'no-such-model' has no version"):
-        Client(_settings(served_digits)).monitor("no-such-model")
+    assert unknown.returncode == 2  # a wrong serving request, as before
+    assert "model 'no-such-model' has no version in the MLflow registry" in unknown.stderr

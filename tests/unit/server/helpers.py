@@ -4,12 +4,16 @@ the protocol that keeps jobs in a dict), teams, bundles."""
 from __future__ import annotations
 
 import io
+import socket
 import tarfile
+import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -189,3 +193,25 @@ def team_tokens(http: TestClient, settings: Settings, teams: TeamsSpec) -> dict[
         t.name: http.post(f"/api/v1/teams/{t.name}/tokens", headers=admin).json()["token"]
         for t in teams.teams[:2]
     }
+
+
+@contextmanager
+def http_server(app: FastAPI) -> Iterator[str]:
+    """``app`` served by uvicorn on a free port of 127.0.0.1 in a thread (for CLI processes);
+    yields its base URL. Its lifespan runs, so the queue driver does unless the app was built
+    with ``run_queue=False``."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()

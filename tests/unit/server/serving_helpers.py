@@ -48,10 +48,15 @@ class MemoryServe:
         return states
 
 
-def register(uri: str, model: str, team: str | None, source: Path, versions: int = 2) -> None:
-    """``versions`` versions of ``model``, produced by a run of ``team`` (None: no team tag)."""
+def register(
+    uri: str, model: str, team: str | None, source: Path, versions: int = 2,
+    artifacts: Path | None = None,
+) -> None:  # fmt: skip
+    """``versions`` versions of ``model``, produced by a run of ``team`` (None: no team tag),
+    whose artifacts go to ``artifacts`` (default: MLflow's, ./mlruns)."""
     client = MlflowClient(uri)
-    experiment = client.create_experiment(f"runs-of-{model}")
+    location = str(artifacts) if artifacts is not None else None
+    experiment = client.create_experiment(f"runs-of-{model}", artifact_location=location)
     tags = {TAG_TEAM: team} if team else {}
     run = client.create_run(experiment, tags=tags)
     client.create_registered_model(model)
@@ -90,9 +95,10 @@ def serving_plane(tmp_path: Path, stats_port: int) -> ServingPlane:
     """Models ``digits-vision`` and ``digits-language`` (two versions each, from a run of the
     first and second team) and ``digits-nobody`` (registered outside an experiment)."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    register(uri, "digits-vision", TEAMS.teams[0].name, tmp_path / "model")
-    register(uri, "digits-language", TEAMS.teams[1].name, tmp_path / "model")
-    register(uri, "digits-nobody", None, tmp_path / "model")
+    artifacts = tmp_path / "artifacts"  # a readiness report logs one
+    register(uri, "digits-vision", TEAMS.teams[0].name, tmp_path / "model", 2, artifacts)
+    register(uri, "digits-language", TEAMS.teams[1].name, tmp_path / "model", 2, artifacts)
+    register(uri, "digits-nobody", None, tmp_path / "model", 2, artifacts)
     target = ServeTarget(
         tracking_uri=uri, storage_root=str(tmp_path / "storage"), host="127.0.0.1",
         port=stats_port, max_request_bytes=1024, dashboard_url="http://127.0.0.1:2",

@@ -9,9 +9,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from flywheel import storage
 from flywheel.drift_scores import scores_of, write_scores
-from flywheel.monitoring import FeatureScore, MonitorReport, VersionReport
 from flywheel.server.app import create_app
 from flywheel.server.metrics import Admission, admission_histogram, admissions_of
+from flywheel.wire import FeatureScore, MonitorReport, VersionReport
 
 from .helpers import SEARCH, SPEC, TEAMS, ControlPlane, experiment_folder, submit
 

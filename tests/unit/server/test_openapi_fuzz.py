@@ -27,9 +27,11 @@ from .serving_helpers import serving_plane, stats_server
 def app(tmp_path: Path) -> Iterator[FastAPI]:
     with stats_server() as port:
         serving = serving_plane(tmp_path, port)
+        # The serving plane's MLflow registry, which the monitoring routes read too.
+        tracking_uri = serving.cluster.tracking_uri
         yield create_app(
-            Settings(home=tmp_path / "home"), TEAMS, MemoryBackend(), run_queue=False,
-            serving=serving,
+            Settings(home=tmp_path / "home", mlflow_tracking_uri=tracking_uri), TEAMS,
+            MemoryBackend(), run_queue=False, serving=serving,
         )  # fmt: skip
 
 
@@ -63,7 +65,8 @@ def _excluded(case: schemathesis.Case) -> list[CheckFunction]:
     and rightly refused with 400, so positive-data acceptance does not apply to submissions."""
     if (case.method, case.path) == ("POST", "/api/v1/experiments"):
         return [positive_data_acceptance]
-    # Nor which model versions the registry holds: a schema-valid version may not exist (400).
-    if case.path.startswith("/api/v1/models/"):
+    # Nor which model versions the registry holds: a schema-valid version may not exist (400),
+    # nor which experiments recorded a data snapshot (404).
+    if case.path.startswith(("/api/v1/models/", "/api/v1/data/")):
         return [positive_data_acceptance]
     return []

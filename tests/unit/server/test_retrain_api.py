@@ -26,7 +26,7 @@ from flywheel.plans import JobPlan
 from flywheel.request_log import LoggedFeedback, LoggedRequest, RequestLogWriter
 from flywheel.server.app import create_app
 from flywheel.settings import Settings
-from flywheel.tracking import TAG_JOB_ID, TAG_TEAM, model_origin, model_team
+from flywheel.tracking import TAG_JOB_ID, TAG_TEAM, model_team
 
 from .helpers import (
     SPEC,
@@ -80,13 +80,11 @@ class Plane:
 
 @pytest.fixture
 def plane(tmp_path: Path) -> Iterator[Plane]:
-    settings = Settings(home=tmp_path / "home")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"  # the serving plane's registry too
+    settings = Settings(home=tmp_path / "home", mlflow_tracking_uri=uri)
     with stats_server() as port:
         serving = dataclasses.replace(
-            serving_plane(tmp_path, port),
-            owner=functools.partial(model_team, uri),
-            origin=functools.partial(model_origin, uri),
+            serving_plane(tmp_path, port), owner=functools.partial(model_team, uri)
         )
         app = create_app(settings, TEAMS, MemoryBackend(), run_queue=False, serving=serving)
         with TestClient(app) as http:
