@@ -184,6 +184,16 @@ class ServeTarget(BaseModel):
     dashboard_url: str = Field(
         default="", description="Ray dashboard URL: Serve's REST API for applying the document."
     )
+    gateway_url: str = Field(
+        default="",
+        description="URL the control plane reaches Serve's HTTP ingress at, where that is not "
+        "`http://host:port` (on Kubernetes: the RayService's serve Service).",
+    )
+
+    @property
+    def reach_url(self) -> str:
+        """Where the control plane sends the gateway its requests (statistics, observations)."""
+        return self.gateway_url.rstrip("/") or f"http://{self.host}:{self.port}"
 
 
 def serve_target(settings: Settings) -> ServeTarget:

@@ -253,7 +253,7 @@ class ServingService:
 
     def _serving_get(self, path: str, params: dict[str, str]) -> Any:
         """JSON from the serving endpoints (parsed by the caller's model)."""
-        url = f"http://{self._target.host}:{self._target.port}{path}"
+        url = f"{self._target.reach_url}{path}"
         try:
             with httpx.Client(timeout=_STATS_TIMEOUT_S, trust_env=False) as http:
                 response = http.get(url, params=params)

@@ -15,6 +15,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Unix socket paths are limited to 107 bytes; Ray's session folder adds about 70 to its temp dir.
 _MAX_RAY_TEMP_DIR_CHARS = 30
+#: A Kubernetes namespace name (RFC 1123 label), and a RayService name (RFC 1035 label: KubeRay's
+#: ValidateRayServiceMetadata, at most 47 characters, as it appends to it to name its clusters).
+_DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+_DNS1035_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+_MAX_RAYSERVICE_NAME_CHARS = 47
 
 
 class Settings(BaseSettings):
@@ -159,6 +164,26 @@ class Settings(BaseSettings):
         default=None,
         description="On Kubernetes: image of the Ray pods of RayJobs and of the RayService "
         "(default: flywheel's own image tag).",
+    )
+    serving_namespace: str = Field(
+        default="flywheel",
+        pattern=_DNS1123_LABEL,
+        max_length=63,
+        description="On Kubernetes: namespace of the platform's RayService, which serves the "
+        "models (the chart sets its release namespace, where its Role allows RayServices).",
+    )
+    serving_name: str = Field(
+        default="flywheel-serving",
+        pattern=_DNS1035_LABEL,
+        max_length=_MAX_RAYSERVICE_NAME_CHARS,
+        description="On Kubernetes: name of the platform's RayService; KubeRay names its serve "
+        "Service `<name>-serve-svc`.",
+    )
+    serving_gateway_url: str | None = Field(
+        default=None,
+        description="On Kubernetes: URL of the model gateway as the control plane and the "
+        "clients inside the cluster reach it (default: the RayService's serve Service, "
+        "`http://<serving_name>-serve-svc.<serving_namespace>.svc:8000`).",
     )
     job_s3_secret: str | None = Field(
         default=None,

@@ -39,6 +39,11 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- if and (not .Values.database.external.existingSecret) (not .Values.database.external.url) -}}true{{- end -}}
 {{- end -}}
 
+{{/* The platform's RayService, which the control plane applies the serving document to. */}}
+{{- define "flywheel.servingName" -}}
+{{- printf "%s-serving" (include "flywheel.fullname" .) -}}
+{{- end -}}
+
 {{- define "flywheel.rayCluster" -}}
 {{- printf "%s-ray" (include "flywheel.fullname" .) -}}
 {{- end -}}

@@ -1,8 +1,15 @@
 """Where the serving document lives, behind a compare-and-set protocol.
 
-:class:`FileDocumentStore` keeps it in one JSON file: writes happen under an exclusive lock and
-replace the file atomically (write a temporary file, then rename), so a reader never sees half
-a document and a crash loses nothing. The control plane will keep it in its database instead.
+:func:`document_store` picks the store for a storage root:
+
+- a local root: :class:`FileDocumentStore` keeps it in one JSON file: writes happen under an
+  exclusive lock and replace the file atomically (write a temporary file, then rename), so a
+  reader never sees half a document and a crash loses nothing;
+- an ``s3://`` root (the control plane on Kubernetes, whose replicas share no disk):
+  :class:`ObjectDocumentStore` keeps one object per generation, written create-only (S3's
+  ``If-None-Match: *``), and reads the newest. Every change raises the generation by one, so
+  two writers that start from the same generation race for the same object and only one wins;
+  the loser gets ServeConflictError, as with the file. Older generations stay, as history.
 """
 
 from __future__ import annotations
@@ -16,8 +23,13 @@ from filelock import FileLock, Timeout
 
 from flywheel.errors import ServeConflictError, ServeError
 from flywheel.serving.document import ServingDocument
+from flywheel.storage.objects import create_bytes, list_names, read_bytes
+from flywheel.storage_layout import join, parse_root
 
 _LOCK_TIMEOUT_S = 30.0
+#: Digits of a generation's object name, so that names sort in generation order.
+_GENERATION_DIGITS = 12
+_SUFFIX = ".json"
 
 
 class DocumentStore(Protocol):
@@ -33,6 +45,13 @@ class DocumentStore(Protocol):
         Raises ServeConflictError otherwise, and changes nothing.
         """
         ...
+
+
+def document_store(storage_root: str) -> DocumentStore:
+    """The serving document's store under ``storage_root`` (its ``serving`` folder)."""
+    if parse_root(storage_root).is_s3:
+        return ObjectDocumentStore(join(storage_root, "serving", "documents"))
+    return FileDocumentStore(Path(storage_root) / "serving")
 
 
 class FileDocumentStore:
@@ -71,6 +90,53 @@ class FileDocumentStore:
         except OSError as e:
             raise ServeError(f"cannot read the serving document {self._path}: {e}") from e
         return ServingDocument.model_validate_json(text)
+
+
+class ObjectDocumentStore:
+    """The serving document as one object per generation in the folder ``url``."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+
+    def read(self) -> ServingDocument:
+        newest = self._newest()
+        if newest is None:
+            return ServingDocument()
+        data = read_bytes(join(self._url, _object_name(newest)))
+        if data is None:
+            raise ServeError(f"the serving document {self._url} lost generation {newest}")
+        return ServingDocument.model_validate_json(data)
+
+    def compare_and_set(self, expected_generation: int, document: ServingDocument) -> None:
+        if document.generation != expected_generation + 1:
+            raise ValueError(
+                f"a change writes generation {expected_generation + 1}, not {document.generation}"
+            )
+        current = self._newest() or 0
+        name = _object_name(document.generation)
+        data = document.model_dump_json(indent=2).encode()
+        if current != expected_generation or not create_bytes(join(self._url, name), data):
+            raise ServeConflictError(
+                f"the serving document changed meanwhile (it is past generation "
+                f"{expected_generation}): another operation won; look with "
+                "`flywheel models` and try again"
+            )
+
+    def _newest(self) -> int | None:
+        generations = [g for g in map(_generation, list_names(self._url)) if g is not None]
+        return max(generations, default=None)
+
+
+def _object_name(generation: int) -> str:
+    return f"{generation:0{_GENERATION_DIGITS}d}{_SUFFIX}"
+
+
+def _generation(name: str) -> int | None:
+    """The generation an object's name holds; None for anything else in the folder."""
+    stem = name.removesuffix(_SUFFIX)
+    if name == stem or len(stem) != _GENERATION_DIGITS or not stem.isdigit():
+        return None
+    return int(stem)
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -3,41 +3,26 @@
 :class:`ServeRestBackend` drives Serve declaratively through the Ray dashboard's REST API with the
 cluster token: ``PUT /api/serve/applications/`` states every application, and
 ``GET /api/serve/applications/`` says how far Serve got. No Ray job, no log parsing. On
-Kubernetes a RayService adapter will render the same config into ``serveConfigV2``.
+Kubernetes, :class:`~flywheel.k8s.serving_backend.RayServiceBackend` renders the same config
+into a RayService's ``serveConfigV2``. What either reports is
+:mod:`flywheel.serving.state` (re-exported here).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx
 
 from flywheel.errors import ServeError
 from flywheel.serving.config import ServeConfig
+from flywheel.serving.state import ApplicationState, DeploymentState
 
 _PATH = "/api/serve/applications/"
 _TIMEOUT_S = 30.0
 
 
-@dataclass(frozen=True)
-class DeploymentState:
-    """One deployment as Serve reports it."""
-
-    name: str
-    status: str
-    running_replicas: int
-    generation: int | None  # of the route in its user_config, where it has one
-
-
-@dataclass(frozen=True)
-class ApplicationState:
-    """One application as Serve reports it."""
-
-    name: str
-    status: str
-    message: str
-    deployments: tuple[DeploymentState, ...]
+__all__ = ["ApplicationState", "DeploymentState", "ServeRestBackend", "ServingBackend"]
 
 
 class ServingBackend(Protocol):

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from flywheel.backends.documents import FileDocumentStore
+from flywheel.backends.documents import document_store
 from flywheel.cli import render
 from flywheel.errors import K8sError
 from flywheel.k8s.manifests import (
@@ -101,14 +101,17 @@ def render_serving(
     settings = Settings()
     parsed = _serving_document(document, settings)
     target = _target(image=image, storage_root=storage_root, tracking_uri=tracking_uri)
-    rayservice = serving_to_rayservice(parsed, target, settings.serve_max_request_bytes, team)
+    rayservice = serving_to_rayservice(
+        parsed, target, settings.serve_max_request_bytes, team,
+        namespace=settings.serving_namespace, name=settings.serving_name,
+    )  # fmt: skip
     render.text(to_yaml([rayservice]), end="")
 
 
 def _serving_document(path: Path | None, settings: Settings) -> ServingDocument:
     """The document at ``path``, else the platform's (empty when nothing was served yet)."""
     if path is None:
-        return FileDocumentStore(Path(settings.storage_root) / "serving").read()
+        return document_store(settings.storage_root).read()
     try:
         return ServingDocument.model_validate_json(path.read_text())
     except OSError as e:

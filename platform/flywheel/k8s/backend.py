@@ -137,11 +137,17 @@ class InMemoryKubeRayApi:
         return [copy.deepcopy(d) for (ns, _), d in sorted(self.rayjobs.items()) if ns == namespace]
 
     def apply_rayservice(self, namespace: str, manifest: Document) -> None:
+        """As the API server does: keep the status, and count ``metadata.generation`` from 1 up
+        by one with every change of the spec."""
         key = (namespace, manifest["metadata"]["name"])
-        status = self.rayservices.get(key, {}).get("status")
+        previous = self.rayservices.get(key, {})
+        generation = previous.get("metadata", {}).get("generation", 0)
+        if previous.get("spec") != manifest.get("spec"):
+            generation += 1
         self.rayservices[key] = copy.deepcopy(manifest)
-        if status is not None:
-            self.rayservices[key]["status"] = status
+        self.rayservices[key]["metadata"]["generation"] = generation
+        if "status" in previous:
+            self.rayservices[key]["status"] = previous["status"]
 
     def get_rayservice(self, namespace: str, name: str) -> Document | None:
         found = self.rayservices.get((namespace, name))

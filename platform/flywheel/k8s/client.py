@@ -12,6 +12,7 @@ from typing import Any, cast
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
 
 from flywheel.errors import JobNotFoundError, K8sError, PlatformError
 from flywheel.k8s.objects import MANAGED_BY, MANAGED_BY_LABEL, STOPPED_LABEL
@@ -88,13 +89,21 @@ class KubernetesApi:
             return
         except ApiException as e:
             if e.status != _CONFLICT:
-                raise K8sError(f"cannot create RayService {namespace}/{name}: {e.reason}") from e
+                raise K8sError(
+                    f"cannot create RayService {namespace}/{name}: {e.status} {e.reason}"
+                ) from e
+        except HTTPError as e:
+            raise _unreachable("create", "RayService", namespace, name, e) from e
         try:  # it exists: a merge patch replaces what flywheel sets and keeps the status
             self._api.patch_namespaced_custom_object(
                 group, version, namespace, plural, name, manifest
             )
         except ApiException as e:
-            raise K8sError(f"cannot update RayService {namespace}/{name}: {e.reason}") from e
+            raise K8sError(
+                f"cannot update RayService {namespace}/{name}: {e.status} {e.reason}"
+            ) from e
+        except HTTPError as e:
+            raise _unreachable("update", "RayService", namespace, name, e) from e
 
     def get_rayservice(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._get(_SERVICES, "RayService", namespace, name)
@@ -121,6 +130,8 @@ class KubernetesApi:
             if e.status == _NOT_FOUND:
                 return None
             raise K8sError(f"cannot read {kind} {namespace}/{name}: {e.status} {e.reason}") from e
+        except HTTPError as e:
+            raise _unreachable("read", kind, namespace, name, e) from e
         return cast(dict[str, Any], found)
 
     def _patch_rayjob(self, namespace: str, name: str, body: dict[str, Any], verb: str) -> None:
@@ -131,3 +142,12 @@ class KubernetesApi:
             if e.status == _NOT_FOUND:
                 raise JobNotFoundError(name) from e
             raise K8sError(f"cannot {verb} RayJob {namespace}/{name}: {e.reason}") from e
+
+
+def _unreachable(verb: str, kind: str, namespace: str, name: str, error: HTTPError) -> K8sError:
+    """The API server did not answer: named by the error's type only (its text may carry the
+    request's URL and headers)."""
+    return K8sError(
+        f"cannot {verb} {kind} {namespace}/{name}: the Kubernetes API does not answer "
+        f"({type(error).__name__})"
+    )

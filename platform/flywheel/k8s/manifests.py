@@ -15,7 +15,7 @@ from flywheel.k8s.checks import check_manifests
 from flywheel.k8s.kueue import teams_to_objects
 from flywheel.k8s.objects import K8sObject, RayJob, RayService
 from flywheel.k8s.rayjob import K8sTarget, plan_to_rayjob
-from flywheel.k8s.rayservice import document_to_rayservice
+from flywheel.k8s.rayservice import SERVICE_NAME, SERVICE_NAMESPACE, document_to_rayservice
 from flywheel.plans import spec_to_job_plan
 from flywheel.serving.document import ServingDocument
 from flywheel.settings import Settings
@@ -56,10 +56,12 @@ def experiment_to_rayjob(
 
 
 def serving_to_rayservice(
-    document: ServingDocument, target: K8sTarget, max_request_bytes: int, team: str | None = None
-) -> RayService:
-    """The checked RayService that serves ``document`` on the cluster."""
-    rayservice = document_to_rayservice(document, target, max_request_bytes, team)
+    document: ServingDocument, target: K8sTarget, max_request_bytes: int, team: str | None = None,
+    namespace: str = SERVICE_NAMESPACE, name: str = SERVICE_NAME,
+) -> RayService:  # fmt: skip
+    """The checked RayService that serves ``document`` on the cluster: the one the control plane
+    applies (``name`` in ``namespace``), or a team's (``<team>-serving``)."""
+    rayservice = document_to_rayservice(document, target, max_request_bytes, team, namespace, name)
     require_valid([rayservice])
     return rayservice
 

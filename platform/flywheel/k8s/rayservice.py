@@ -3,9 +3,12 @@
 ``serveConfigV2`` is :func:`~flywheel.serving.config.document_to_serve_config` rendered for the
 cluster: Serve listens on 0.0.0.0 inside the head pod (KubeRay's serve Service sends traffic
 there), and the storage root and MLflow are the ones pods reach (``s3://``, the in-cluster URL).
-The worker groups are sized from the document: one pod per ingress replica, CPU-only models in
-one group and GPU models in another, between the sum of the models' minimum replicas and the
-sum of their maximums (Ray's autoscaler adds pods as Serve's autoscaling adds replicas). Pure.
+The worker groups are sized from the Serve config's model ingress deployments: one pod per
+ingress replica, CPU-only models in one group and GPU models in another, between the sum of the
+models' minimum replicas and the sum of their maximums (Ray's autoscaler adds pods as Serve's
+autoscaling adds replicas). Sizing from the config, not the document, lets the control plane's
+:class:`~flywheel.k8s.serving_backend.RayServiceBackend` render exactly the config
+:class:`~flywheel.serving_service.ServingService` hands it. Pure.
 """
 
 from __future__ import annotations
@@ -36,12 +39,19 @@ from flywheel.k8s.objects import (
 )
 from flywheel.k8s.rayjob import K8sTarget, head_container, ray_container
 from flywheel.rollout import ServeTarget
-from flywheel.serving.config import document_to_serve_config
-from flywheel.serving.document import ServedModel, ServingDocument
+from flywheel.serving.config import (
+    INGRESS_DEPLOYMENT,
+    ROOT_APP,
+    DeploymentConfig,
+    ServeConfig,
+    document_to_serve_config,
+)
+from flywheel.serving.document import ServingDocument
 
 #: Name of the platform's RayService (a team's is ``<team>-serving``).
 SERVICE_NAME = "flywheel-serving"
-#: Namespace of the RayService: the chart's release namespace, where its Role allows them.
+#: Default namespace of the RayService: the chart's documented release namespace, where its Role
+#: allows RayServices (``Settings.serving_namespace``; the chart sets it to its release namespace).
 SERVICE_NAMESPACE = "flywheel"
 #: Port of Serve's HTTP proxy in the pods (KubeRay's serve Service targets the port named serve).
 SERVE_PORT = 8000
@@ -66,25 +76,39 @@ def document_to_rayservice(
     max_request_bytes: int,
     team: str | None = None,
     namespace: str = SERVICE_NAMESPACE,
+    name: str = SERVICE_NAME,
 ) -> RayService:
-    """The RayService that serves ``document`` (for ``team``, or the whole platform)."""
+    """The RayService that serves ``document`` (for ``team``, or the whole platform as ``name``)."""
     config = document_to_serve_config(document, cluster_serve_target(target, max_request_bytes))
+    return serve_config_to_rayservice(
+        config, target, f"{team}-serving" if team else name, namespace, team
+    )
+
+
+def serve_config_to_rayservice(
+    config: ServeConfig, target: K8sTarget, name: str, namespace: str, team: str | None = None
+) -> RayService:
+    """The RayService named ``name`` in ``namespace`` whose ``serveConfigV2`` is ``config``."""
     labels = {MANAGED_BY_LABEL: MANAGED_BY} | ({TEAM_LABEL: team} if team else {})
     cluster = RayClusterSpec(
         ray_version=target.ray_version,
         enable_in_tree_autoscaling=True,  # Serve's autoscaling asks Ray for pods
         head_group_spec=_head_group(target, labels),
-        worker_group_specs=_worker_groups(document, target, labels),
+        worker_group_specs=_worker_groups(config, target, labels),
     )
     return RayService(
-        metadata=ObjectMeta(
-            name=f"{team}-serving" if team else SERVICE_NAME, namespace=namespace, labels=labels
-        ),
+        metadata=ObjectMeta(name=name, namespace=namespace, labels=labels),
         spec=RayServiceSpec(
             serve_config_v2=yaml.safe_dump(config.payload(), sort_keys=False),
             ray_cluster_config=cluster,
         ),
     )
+
+
+def serve_service_url(name: str, namespace: str) -> str:
+    """URL of the serve Service KubeRay creates for the RayService ``name`` (``<name>-serve-svc``,
+    port 8000 named serve), as pods and the control plane reach it inside the cluster."""
+    return f"http://{name}-serve-svc.{namespace}.svc:{SERVE_PORT}"
 
 
 def _head_group(target: K8sTarget, labels: dict[str, str]) -> HeadGroupSpec:
@@ -97,24 +121,36 @@ def _head_group(target: K8sTarget, labels: dict[str, str]) -> HeadGroupSpec:
 
 
 def _worker_groups(
-    document: ServingDocument, target: K8sTarget, labels: dict[str, str]
+    config: ServeConfig, target: K8sTarget, labels: dict[str, str]
 ) -> list[WorkerGroupSpec]:
-    served = [document.models[name] for name in sorted(document.models)]
-    cpu_only = [s for s in served if s.serve.resources.num_gpus == 0]
-    on_gpus = [s for s in served if s.serve.resources.num_gpus > 0]
+    ingresses = _model_ingresses(config)
+    cpu_only = [d for d in ingresses if d.ray_actor_options.get("num_gpus", 0) == 0]
+    on_gpus = [d for d in ingresses if d.ray_actor_options.get("num_gpus", 0) > 0]
     groups = [("cpu-serve", cpu_only), ("gpu-serve", on_gpus)]
     return [_group(name, models, target, labels) for name, models in groups if models]
 
 
+def _model_ingresses(config: ServeConfig) -> list[DeploymentConfig]:
+    """The ingress deployment of every model's application, in the config's order; the root
+    application asks for no CPUs and runs on the head."""
+    return [
+        deployment
+        for app in config.applications
+        if app.name != ROOT_APP
+        for deployment in app.deployments
+        if deployment.name == INGRESS_DEPLOYMENT
+    ]
+
+
 def _group(
-    name: str, models: Sequence[ServedModel], target: K8sTarget, labels: dict[str, str]
+    name: str, models: Sequence[DeploymentConfig], target: K8sTarget, labels: dict[str, str]
 ) -> WorkerGroupSpec:
-    resources = [m.serve.resources for m in models]
-    pod_cpu = max(1, max(math.ceil(r.num_cpus) for r in resources))
-    pod_gpu = max(math.ceil(r.num_gpus) for r in resources)
+    actors = [m.ray_actor_options for m in models]
+    pod_cpu = max(1, max(math.ceil(a.get("num_cpus", 0)) for a in actors))
+    pod_gpu = max(math.ceil(a.get("num_gpus", 0)) for a in actors)
     memory_gib = max(
         pod_cpu * target.memory_gib_per_cpu,
-        max((r.memory_mib or 0) / 1024 for r in resources),
+        max(a.get("memory", 0) / 1024**3 for a in actors),
     )
     requests = {"cpu": str(pod_cpu), "memory": memory_quantity(memory_gib)}
     if pod_gpu:
@@ -132,10 +168,13 @@ def _group(
     )
 
 
-def _replicas(served: ServedModel) -> tuple[int, int]:
-    """Fewest and most ingress replicas of a model."""
-    scaling = served.serve.autoscaling
-    return scaling.min_replicas, scaling.max_replicas
+def _replicas(deployment: DeploymentConfig) -> tuple[int, int]:
+    """Fewest and most replicas of an ingress deployment (fixed, or its autoscaling range)."""
+    scaling = deployment.autoscaling_config
+    if scaling is None:
+        fixed = deployment.num_replicas or 1
+        return fixed, fixed
+    return int(scaling["min_replicas"]), int(scaling["max_replicas"])
 
 
 def _template(

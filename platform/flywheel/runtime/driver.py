@@ -19,7 +19,7 @@ import numpy as np
 import ray
 import torch
 
-from flywheel.backends.documents import FileDocumentStore
+from flywheel.backends.documents import document_store
 from flywheel.backends.serving import ServeRestBackend
 from flywheel.errors import FlywheelError
 from flywheel.narrowing import apply_overrides
@@ -137,7 +137,7 @@ def _serve(plan: JobPlan, version: RegisteredVersion) -> None:
         raise FlywheelError("this job's plan has no serving target; submit the experiment again")
     set_model_version_tag(plan.tracking_uri, version, TAG_SERVE_SPEC, serve_spec.model_dump_json())
     emit(ProgressEvent("serve", f"serving {version.name} version {version.version}"))
-    store = FileDocumentStore(Path(target.storage_root) / "serving")
+    store = document_store(target.storage_root)
     backend = ServeRestBackend(target.dashboard_url, _cluster_token())
     service = ServingService(store, backend, target)
     result = service.serve_new_version(version.name, version.version, serve_spec)

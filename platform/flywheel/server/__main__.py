@@ -1,7 +1,8 @@
 """``python -m flywheel.server``: run the control plane (``flywheel up`` starts it this way).
 
-It reads the settings from the environment and the teams file, and drives the backend they name
-(:mod:`flywheel.server.backend_choice`): the control plane alone holds the Ray token.
+It reads the settings from the environment and the teams file, and drives the backends they name
+(:mod:`flywheel.server.backend_choice` for experiments, :func:`serving_plane` for serving): the
+control plane alone holds the Ray token and, on Kubernetes, the ServiceAccount.
 """
 
 from __future__ import annotations
@@ -9,16 +10,19 @@ from __future__ import annotations
 import functools
 import logging
 import sys
-from pathlib import Path
 
 import uvicorn
 
-from flywheel.backends.documents import FileDocumentStore
-from flywheel.backends.serving import ServeRestBackend
+from flywheel.backends.documents import document_store
+from flywheel.backends.serving import ServeRestBackend, ServingBackend
 from flywheel.errors import FlywheelError
+from flywheel.k8s.client import KubernetesApi
+from flywheel.k8s.rayservice import cluster_serve_target, serve_service_url
+from flywheel.k8s.serving_backend import RayServiceApi, RayServiceBackend
 from flywheel.rollout import serve_target
 from flywheel.server.app import create_app
 from flywheel.server.backend_choice import experiment_backend, ray_token
+from flywheel.server.kubernetes_backend import target_from_settings
 from flywheel.server.serving import ServingPlane
 from flywheel.serving_service import ServingService
 from flywheel.settings import Settings
@@ -37,26 +41,42 @@ def main() -> int:
     try:
         teams = load_teams(settings.teams_file)
         backend = experiment_backend(settings, teams)
+        serving = serving_plane(settings)
     except FlywheelError as e:
         print(f"flywheel control plane: {e}", file=sys.stderr)
         return 2
     end_runs = functools.partial(end_runs_of_job, settings.tracking_uri)
-    # On Kubernetes, models are served by a RayService (`flywheel k8s render-serving`); the
-    # control plane's serving endpoints drive Serve's REST API on the local backend only.
-    serving = serving_plane(settings) if settings.backend == "local" else None
     app = create_app(settings, teams, backend, end_runs=end_runs, serving=serving)
     uvicorn.run(app, host=settings.host, port=settings.control_plane_port, log_level="info")
     return 0
 
 
-def serving_plane(settings: Settings) -> ServingPlane:
-    """The serving service on this cluster: the document under the storage root, Serve's REST
-    API with the Ray token, the MLflow registry."""
-    store = FileDocumentStore(Path(settings.storage_root) / "serving")
-    backend = ServeRestBackend(settings.jobs_url, ray_token(settings))
-    service = ServingService(store, backend, serve_target(settings))
+def serving_plane(settings: Settings, kube_api: RayServiceApi | None = None) -> ServingPlane:
+    """The serving service on this cluster: the document under the storage root, the backend
+    ``settings`` name, the MLflow registry.
+
+    ``local``: Serve's REST API with the Ray token; the gateway is ``settings.serve_url``.
+    ``kubernetes``: the RayService ``settings.serving_name`` in ``settings.serving_namespace``
+    (``kube_api`` replaces the in-cluster API in tests); the gateway is its serve Service,
+    unless ``settings.serving_gateway_url`` names another URL.
+    """
+    store = document_store(settings.storage_root)
+    backend: ServingBackend
+    if settings.backend == "kubernetes":
+        target = target_from_settings(settings)
+        gateway_url = settings.serving_gateway_url or serve_service_url(
+            settings.serving_name, settings.serving_namespace
+        )
+        api = kube_api if kube_api is not None else KubernetesApi.in_cluster()
+        backend = RayServiceBackend(api, target, settings.serving_namespace, settings.serving_name)
+        serving_target = cluster_serve_target(target, settings.serve_max_request_bytes)
+        serving_target = serving_target.model_copy(update={"gateway_url": gateway_url})
+    else:
+        backend = ServeRestBackend(settings.jobs_url, ray_token(settings))
+        serving_target, gateway_url = serve_target(settings), settings.serve_url
+    service = ServingService(store, backend, serving_target)
     cluster = ClusterView(
-        serve_url=settings.serve_url, tracking_uri=settings.tracking_uri,
+        serve_url=gateway_url, tracking_uri=settings.tracking_uri,
         storage_root=str(settings.storage_root),
     )  # fmt: skip
     owner = functools.partial(model_team, settings.tracking_uri)

@@ -308,6 +308,12 @@ def test_the_control_plane_reads_the_chart_s_environment(
     image = chart.merge_values({})["image"]
     assert settings.job_image == f"{image['repository']}:{image['tag']}"
     assert settings.job_s3_secret == "flywheel-s3"
+    # Serving: the RayService lives in the release namespace, where the Role allows RayServices.
+    assert (settings.serving_namespace, settings.serving_name) == (NAMESPACE, "flywheel-serving")
+    (role,) = [r for r in of_kind(render(chart, values), "Role")
+               if r["metadata"]["namespace"] == settings.serving_namespace]  # fmt: skip
+    (rule,) = [r for r in role["rules"] if r["resources"] == ["rayservices"]]
+    assert {"get", "create", "patch"} <= set(rule["verbs"])
 
 
 def _containers(obj: dict[str, Any]) -> list[dict[str, Any]]:

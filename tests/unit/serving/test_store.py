@@ -1,4 +1,5 @@
-"""The file store of the serving document: compare-and-set on the generation, atomic writes."""
+"""The stores of the serving document: compare-and-set on the generation, atomic writes; one
+file on a local root, one object per generation on S3 (moto's server)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from flywheel.backends.documents import FileDocumentStore
+from flywheel.backends.documents import FileDocumentStore, ObjectDocumentStore, document_store
 from flywheel.errors import ServeConflictError
 from flywheel.serving import document as changes
 from flywheel.serving.document import ServingDocument
 from flywheel.specs.serving import ServeSpec
+from flywheel.storage.objects import list_names
 
 
 def test_an_empty_store_reads_generation_zero(tmp_path: Path) -> None:
@@ -29,8 +31,11 @@ def test_a_write_on_a_stale_generation_is_a_conflict_and_changes_nothing(tmp_pat
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp left
 
 
-def test_of_many_concurrent_writers_on_one_generation_exactly_one_wins(tmp_path: Path) -> None:
-    store = FileDocumentStore(tmp_path)
+@pytest.mark.parametrize("kind", ["file", "objects"])
+def test_of_many_concurrent_writers_on_one_generation_exactly_one_wins(
+    tmp_path: Path, kind: str
+) -> None:
+    store = FileDocumentStore(tmp_path) if kind == "file" else ObjectDocumentStore(str(tmp_path))
     start = store.read()
     outcomes: list[str] = []
     barrier = threading.Barrier(8)
@@ -53,3 +58,36 @@ def test_of_many_concurrent_writers_on_one_generation_exactly_one_wins(tmp_path:
     [won] = [o for o in outcomes if o.startswith("won")]
     assert outcomes.count("conflict") == 7
     assert store.read().models["m"].champion == won.split()[1]
+
+
+@pytest.fixture(params=["local", "s3"])
+def object_root(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A storage root for ObjectDocumentStore: a local folder, or a bucket of moto's S3."""
+    if request.param == "local":
+        return str(tmp_path / "root")
+    return f"s3://{request.getfixturevalue('s3_bucket')}/fw"
+
+
+def test_an_s3_root_keeps_one_object_per_generation_and_reads_the_newest(s3_bucket: str) -> None:
+    store = document_store(f"s3://{s3_bucket}/fw")
+    assert isinstance(store, ObjectDocumentStore) and store.read() == ServingDocument()
+    first = changes.deploy(store.read(), "m", "1", ServeSpec())
+    store.compare_and_set(0, first)
+    second = changes.deploy(first, "m", "2", ServeSpec())
+    store.compare_and_set(1, second)
+    assert store.read() == second
+    names = list_names(f"s3://{s3_bucket}/fw/serving/documents")
+    assert names == ["000000000001.json", "000000000002.json"]
+    assert isinstance(document_store(str(Path("/tmp"))), FileDocumentStore)
+
+
+def test_object_store_writers_on_one_generation_conflict_and_change_nothing(
+    object_root: str,
+) -> None:
+    store = ObjectDocumentStore(object_root)
+    first = changes.deploy(store.read(), "m", "1", ServeSpec())
+    store.compare_and_set(0, first)
+    other = changes.deploy(ServingDocument(), "m", "2", ServeSpec())
+    with pytest.raises(ServeConflictError, match="past generation 0"):
+        store.compare_and_set(0, other)
+    assert store.read() == first
