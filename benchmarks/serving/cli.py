@@ -33,7 +33,7 @@ from benchmarks.serving.load import LoadResult, LoadSpec, run_load
 from flywheel.client import Client
 from flywheel.local import free_ports
 from flywheel.settings import Settings
-from flywheel.specs.serving import BatchingSpec, ServeResourcesSpec, ServeSpec
+from flywheel.specs.serving import BatchingSpec, MonitorSpec, ServeResourcesSpec, ServeSpec
 from flywheel.tracking import TAG_SERVE_SPEC
 
 MODEL = "digits-bench"
@@ -48,7 +48,12 @@ PEERS = {
     "flywheel-off": report.FLYWHEEL,
     "flywheel-on": report.FLYWHEEL_BATCHED,
     "flywheel-canary": report.FLYWHEEL_CANARY,
+    "flywheel-log-off": report.FLYWHEEL_LOG_OFF,
+    "flywheel-log-all": report.FLYWHEEL_LOG_ALL,
 }
+#: Measured only when named with ``--only``: the request log's cost, a table of its own.
+OPT_IN = {"flywheel-log-off", "flywheel-log-all"}
+FLYWHEEL_KEYS = {"flywheel-off", "flywheel-on", "flywheel-canary", *OPT_IN}
 BATCHING_ON = BatchingSpec(enabled=True, max_batch_size=32, batch_wait_timeout_s=0.002)
 CANARY_PERCENT = 10.0
 
@@ -66,7 +71,7 @@ def main(argv: list[str]) -> None:
                         help=f"measure only these ({', '.join(PEERS)}); the generator's ceiling "
                         "(responder) is always measured")  # fmt: skip
     args = parser.parse_args(argv)
-    selected = {"responder", *(args.only or PEERS)}
+    selected = {"responder", *(args.only or set(PEERS) - OPT_IN)}
     # MLflow prints a link to every run it ends (registering, flywheel's deploy records) on
     # stdout, where the table goes.
     os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
@@ -130,7 +135,7 @@ def run_selected(
                 servers.until(servers.answers(url, oip), f"{url} to answer")
                 results[PEERS[key]] = measure(settings.serve_port, path, oip)
     operations: list[tuple[str, float]] = []
-    if selected & {"flywheel-off", "flywheel-on", "flywheel-canary"}:
+    if selected & FLYWHEEL_KEYS:
         with servers.platform(direct_ingress=True) as settings:
             _flywheel(settings, saved, selected, oip, measure, results, operations)
     return operations
@@ -157,7 +162,7 @@ def _flywheel(
     """Batching off, batching on, then off with a 10 % canary of another version (the platform's
     stop ends the deployment). Each serving operation is timed as the client waits for it."""
     client = Client(settings)
-    off, on, canary = _register(settings, saved)
+    off, on, canary, log_off, log_all = _register(settings, saved)
     path = OIP_PATH.format(model=MODEL)
     ready = servers.answers(f"{settings.serve_url}{path}", oip)
 
@@ -173,6 +178,8 @@ def _flywheel(
             ("deploy (version switch)", lambda: client.deploy(MODEL, version=off)),
             ("rollout canary", lambda: client.rollout(MODEL, canary, "canary", CANARY_PERCENT)),
         ]),
+        ("flywheel-log-off", [("deploy (log off)", lambda: client.deploy(MODEL, version=log_off))]),
+        ("flywheel-log-all", [("deploy (log all)", lambda: client.deploy(MODEL, version=log_all))]),
     ]  # fmt: skip
     for key, changes in steps:
         if key in selected:
@@ -182,9 +189,10 @@ def _flywheel(
             results[PEERS[key]] = measure(settings.serve_port, path, oip)
 
 
-def _register(settings: Settings, saved: Path) -> tuple[str, str, str]:
-    """Register the saved model folder as three versions: batching off, on, and off again (the
-    canary), each tagged with its serving settings. Same files, so the same weights."""
+def _register(settings: Settings, saved: Path) -> tuple[str, str, str, str, str]:
+    """Register the saved model folder as five versions: batching off, on, off again (the
+    canary), then the request log off and logging every request (batching off), each tagged
+    with its serving settings. Same files, so the same weights."""
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_experiment("benchmarks/serving")
     with mlflow.start_run() as run:
@@ -194,12 +202,18 @@ def _register(settings: Settings, saved: Path) -> tuple[str, str, str]:
     source = f"models:/{MODEL}/{first}"
     versions = [
         str(first),
-        *(str(registry.copy_model_version(source, MODEL).version) for _ in "ab"),
+        *(str(registry.copy_model_version(source, MODEL).version) for _ in "abcd"),
     ]
     resources = ServeResourcesSpec(num_cpus=servers.REPLICA_CPUS)
-    batching = [BatchingSpec(enabled=False), BATCHING_ON, BatchingSpec(enabled=False)]
-    for version, batch in zip(versions, batching, strict=True):
-        spec = ServeSpec(batching=batch, resources=resources)
+    off = BatchingSpec(enabled=False)
+    serving = [
+        ServeSpec(batching=off, resources=resources),
+        ServeSpec(batching=BATCHING_ON, resources=resources),
+        ServeSpec(batching=off, resources=resources),
+        ServeSpec(batching=off, resources=resources, monitor=MonitorSpec(sample_rate=0.0)),
+        ServeSpec(batching=off, resources=resources, monitor=MonitorSpec(sample_rate=1.0)),
+    ]
+    for version, spec in zip(versions, serving, strict=True):
         registry.set_model_version_tag(MODEL, version, TAG_SERVE_SPEC, spec.model_dump_json())
-    off, on, canary = versions
-    return off, on, canary
+    first, on, canary, log_off, log_all = versions
+    return first, on, canary, log_off, log_all

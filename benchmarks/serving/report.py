@@ -15,6 +15,10 @@ MLFLOW = "mlflow models serve"
 FLYWHEEL = "flywheel, batching off"
 FLYWHEEL_BATCHED = "flywheel, batching on"
 FLYWHEEL_CANARY = "flywheel, 10 % canary"
+FLYWHEEL_LOG_OFF = "flywheel, request log off (sample rate 0)"
+FLYWHEEL_LOG_ALL = "flywheel, request log of every request (sample rate 1)"
+#: The request log at sample rate 1 may cost at most this share of req/s (the run's noise).
+LOG_COST_LIMIT = 0.05
 
 #: The generator's ceiling must be at least this many times the fastest peer's requests/s.
 CEILING_FACTOR = 2.0
@@ -54,6 +58,7 @@ def verdicts(results: Results) -> list[str]:
         _throughput(results),
         _latency(results),
         _canary(results),
+        _request_log(results),
     ]
 
 
@@ -111,6 +116,32 @@ def _canary(results: Results) -> str:
         cost = 1.0 - canary[c].requests_per_s / base if base else math.nan
         met &= cost < 0.10
         parts.append(f"c={c}: {100 * cost:+.1f} %")
+    return f"- {target}: {'met' if met else 'NOT met'} ({'; '.join(parts)})"
+
+
+def _request_log(results: Results) -> str:
+    target = (
+        f"logging every request costs under {100 * LOG_COST_LIMIT:g} % of the req/s and p50 "
+        "without the log, at each level"
+    )
+    logged, off = (
+        _by_concurrency(results, FLYWHEEL_LOG_ALL),
+        _by_concurrency(results, FLYWHEEL_LOG_OFF),
+    )
+    levels = sorted(set(logged) & set(off))
+    if not levels:
+        return f"- {target}: not measured"
+    parts, met = [], True
+    for c in levels:
+        base = off[c]
+        cost = (
+            1.0 - logged[c].requests_per_s / base.requests_per_s
+            if base.requests_per_s
+            else math.nan
+        )
+        slower = logged[c].p50_ms / base.p50_ms - 1.0 if base.p50_ms else math.nan
+        met &= cost < LOG_COST_LIMIT and slower < LOG_COST_LIMIT
+        parts.append(f"c={c}: req/s {100 * -cost:+.1f} %, p50 {100 * slower:+.1f} %")
     return f"- {target}: {'met' if met else 'NOT met'} ({'; '.join(parts)})"
 
 

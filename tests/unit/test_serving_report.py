@@ -17,14 +17,17 @@ def test_each_target_is_judged_from_the_measurements() -> None:
         report.SERVE_HAPROXY: [_result(1, 300.0, p50_ms=3.0), _result(8, 600.0)],
         report.FLYWHEEL: [_result(1, 250.0, p50_ms=4.5), _result(8, 400.0)],
         report.FLYWHEEL_CANARY: [_result(1, 240.0), _result(8, 300.0)],
+        report.FLYWHEEL_LOG_OFF: [_result(1, 250.0, p50_ms=4.0), _result(8, 400.0, p50_ms=10.0)],
+        report.FLYWHEEL_LOG_ALL: [_result(1, 245.0, p50_ms=4.1), _result(8, 360.0, p50_ms=11.0)],
     }
 
-    generator, throughput, latency, canary = report.verdicts(results)
+    generator, throughput, latency, canary, log = report.verdicts(results)
 
     assert ": met (c=1: 5000 vs 400 req/s (12.5x); c=8: 9000 vs 1000 req/s (9.0x))" in generator
     assert "NOT met (400 vs 1000 req/s = 0.40x, 0.10x short)" in throughput
     assert "NOT met (4.50 vs 3.00 ms, +1.50 ms, 0.50 ms over)" in latency
     assert "NOT met (c=1: +4.0 %; c=8: +25.0 %)" in canary
+    assert "NOT met (c=1: req/s -2.0 %, p50 +2.5 %; c=8: req/s -10.0 %, p50 +10.0 %)" in log
 
 
 def test_a_target_whose_servers_were_left_out_is_not_measured() -> None:
