@@ -79,7 +79,7 @@ def test_production_feedback_retrains_a_version_that_answers_the_blind_spot_bett
             assert {"training", "validation", "feedback"} <= contexts
             assert [(v.version, v.role) for v in client.models() if v.model == MODEL] == [
                 ("1", "champion"),
-                ("2", "challenger"),
+                ("2", "shadow"),
             ]
             assert [j.name for j in client.jobs()].count(MODEL) == 2  # exactly one retraining
 

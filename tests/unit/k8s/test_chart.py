@@ -319,3 +319,19 @@ def test_the_control_plane_reads_the_chart_s_environment(
 def _containers(obj: dict[str, Any]) -> list[dict[str, Any]]:
     spec = (obj.get("spec") or {}).get("template", {}).get("spec") or {}
     return [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]
+
+
+def test_prometheus_peers_reach_the_ray_metrics_port_only_when_named(
+    chart: helm.Chart, validate: Validate
+) -> None:
+    monitoring = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "mon"}}}
+    values = {"networkPolicies": {"prometheusFrom": [monitoring]}}
+    policies = {p["metadata"]["name"]: p for p in of_kind(render(chart, values), "NetworkPolicy")}
+    closed = {p["metadata"]["name"]: p for p in of_kind(render(chart, {}), "NetworkPolicy")}
+
+    for name in ("flywheel-ray", "flywheel-team-isolation"):
+        validate(policies[name])
+        scrape = policies[name]["spec"]["ingress"][-1]
+        assert scrape == {"from": [monitoring], "ports": [{"port": 8080, "protocol": "TCP"}]}
+        assert all(monitoring not in rule.get("from", [])
+                   for rule in closed[name]["spec"]["ingress"])  # fmt: skip
