@@ -191,7 +191,10 @@ class _Decider:
         self.holding = sorted((w for w in workloads if w.state == "admitted"), key=lambda w: w.id)
         self.queue = sorted((w for w in workloads if w.state == "queued"), key=queue_order)
         self.committed = Ledger.of(teams, capacity)
-        self.committed.load([(w.team, self.demand[w.id]) for w in self.holding])
+        self.committed.load(
+            [(w.team, self.demand[w.id]) for w in self.holding if w.preemptible],
+            uncounted=[(w.team, self.demand[w.id]) for w in self.holding if not w.preemptible],
+        )
         self.projected = self.committed.copy()
         for workload in self.holding:
             if workload.draining:
@@ -232,7 +235,7 @@ class _Decider:
             ahead = first_waiting.get(workload.team)
             if ahead is not None and workload.priority < ahead.priority:
                 continue  # the second pass says why
-            blocker = self.committed.blocker(workload.team, demand, borrow=False)
+            blocker = self.committed.blocker(workload.team, demand, False, workload.preemptible)
             if blocker is None:
                 self._admit(workload)
                 continue
@@ -272,7 +275,7 @@ class _Decider:
         if ahead is not None and workload.priority < ahead.priority:
             self.holds[workload.id] = Hold(behind=ahead)
             return False
-        blocker = self.committed.blocker(team, self.demand[workload.id], borrow=True)
+        blocker = self.committed.blocker(team, self.demand[workload.id], True, workload.preemptible)
         if blocker is None:
             self._admit(workload)
             return True
@@ -312,8 +315,8 @@ class _Decider:
 
     def _admit(self, workload: Workload) -> None:
         demand = self.demand[workload.id]
-        self.committed.hold(workload.team, demand)
-        self.projected.hold(workload.team, demand)
+        self.committed.hold(workload.team, demand, count=workload.preemptible)
+        self.projected.hold(workload.team, demand, count=workload.preemptible)
         self.admitted.append(workload)
 
     def _reclaim(self, workload: Workload, blocker: Blocker) -> None:
@@ -325,8 +328,8 @@ class _Decider:
         if victims is None:
             return
         demand = self.demand[workload.id]
-        self.committed.hold(workload.team, demand)
-        self.projected.hold(workload.team, demand)
+        self.committed.hold(workload.team, demand, count=workload.preemptible)
+        self.projected.hold(workload.team, demand, count=workload.preemptible)
         self.reserved.add(workload.id)
         for victim in victims:
             self.victims.add(victim.id)
@@ -344,7 +347,7 @@ class _Decider:
         """
         demand = self.demand[workload.id]
         chosen: list[Workload] = []
-        needs = self.projected.blocker(workload.team, demand, borrow=False)
+        needs = self.projected.blocker(workload.team, demand, False, workload.preemptible)
         while needs is not None:
             key = (workload.team, needs.kind, needs.resource)
             victim = None
@@ -358,7 +361,7 @@ class _Decider:
                 return None
             self.projected.hold(victim.team, self.demand[victim.id], -1)
             chosen.append(victim)
-            needs = self.projected.blocker(workload.team, demand, borrow=False)
+            needs = self.projected.blocker(workload.team, demand, False, workload.preemptible)
         return self._fewest(workload, chosen)
 
     def _next_victim(
@@ -391,7 +394,7 @@ class _Decider:
         kept: list[Workload] = []
         for victim in reversed(chosen):
             self.projected.hold(victim.team, self.demand[victim.id])
-            if self.projected.blocker(workload.team, demand, borrow=False) is None:
+            if self.projected.blocker(workload.team, demand, False, workload.preemptible) is None:
                 continue
             self.projected.hold(victim.team, self.demand[victim.id], -1)
             kept.append(victim)

@@ -153,16 +153,22 @@ class Ledger:
         }
         return Ledger(self.capacity, teams, cohorts, self.used)
 
-    def load(self, holdings: Iterable[tuple[str, Vec]]) -> None:
-        """Count every ``(team, demand)`` as held: :meth:`hold` for many, summed once per team."""
+    def load(
+        self, holdings: Iterable[tuple[str, Vec]], uncounted: Iterable[tuple[str, Vec]] = ()
+    ) -> None:
+        """Count every ``(team, demand)`` as held: :meth:`hold` for many, summed once per team.
+
+        ``uncounted`` holdings (served models) hold resources but are not experiments: they do
+        not count against ``max_concurrent_experiments``."""
         used: dict[str, list[float]] = {}
         running: dict[str, int] = {}
-        for team, demand in holdings:
+        both = [*((t, d, 1) for t, d in holdings), *((t, d, 0) for t, d in uncounted)]
+        for team, demand, count in both:
             sums = used.setdefault(team, [0.0, 0.0, 0.0])
             sums[0] += demand[0]
             sums[1] += demand[1]
             sums[2] += demand[2]
-            running[team] = running.get(team, 0) + 1
+            running[team] = running.get(team, 0) + count
         for team, sums in used.items():
             amount = (sums[0], sums[1], sums[2])
             book = self.teams.get(team)
@@ -174,8 +180,9 @@ class Ledger:
                 _beyond(self.teams[name].used, self.teams[name].reserved) for name in cohort.members
             )
 
-    def hold(self, team: str, demand: Vec, sign: int = 1) -> None:
-        """Count ``demand`` as held by ``team`` (``sign`` -1: as given back)."""
+    def hold(self, team: str, demand: Vec, sign: int = 1, count: bool = True) -> None:
+        """Count ``demand`` as held by ``team`` (``sign`` -1: as given back); ``count``: as one
+        of its experiments too (a served model is not)."""
         amount = demand if sign > 0 else sub(ZERO, demand)
         self.used = add(self.used, amount)
         book = self.teams.get(team)
@@ -184,7 +191,7 @@ class Ledger:
         cohort = self.cohorts[book.spec.cohort]
         before = _beyond(book.used, book.reserved)
         book.used = add(book.used, amount)
-        book.running += sign
+        book.running += sign if count else 0
         cohort.drawn = add(cohort.drawn, sub(_beyond(book.used, book.reserved), before))
 
     def borrowed_share(self, team: str) -> float:
@@ -213,15 +220,16 @@ class Ledger:
             return Blocker("bigger_than_cluster", over, demand[over] - self.capacity[over])
         return None
 
-    def blocker(self, team: str, demand: Vec, borrow: bool) -> Blocker | None:
+    def blocker(self, team: str, demand: Vec, borrow: bool, capped: bool = True) -> Blocker | None:
         """The first rule admitting ``demand`` for ``team`` now would break; None: it fits.
 
-        Without ``borrow`` the team must stay within its nominal quota.
+        Without ``borrow`` the team must stay within its nominal quota; without ``capped`` (a
+        served model) ``max_concurrent_experiments`` does not apply.
         """
         book = self.teams.get(team)
         if book is None:
             return Blocker("unknown_team")
-        if book.running >= book.spec.max_concurrent_experiments:
+        if capped and book.running >= book.spec.max_concurrent_experiments:
             return Blocker("concurrency")
         after = add(book.used, demand)
         limit = book.limit if borrow else book.quota

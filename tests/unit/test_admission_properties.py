@@ -88,7 +88,9 @@ def fits(spec: TeamsSpec, capacity: Resources, holding: list[Workload]) -> bool:
         limit = add(team.quota, team.borrowing_limit)
         if not within(used[team.name], limit):
             return False
-        if sum(w.team == team.name for w in holding) > team.max_concurrent_experiments:
+        # Served models (not preemptible) are not experiments: they hold quota, not the cap.
+        experiments = sum(w.team == team.name and w.preemptible for w in holding)
+        if experiments > team.max_concurrent_experiments:
             return False
     for cohort in {t.cohort for t in spec.teams}:
         members = spec.cohort_members(cohort)

@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from flywheel.admission import Workload
 from flywheel.backends.base import ExperimentBackend
 from flywheel.errors import (
     AuthenticationError,
@@ -49,6 +50,7 @@ from flywheel.server.queue import QueueDriver, RunCloser
 from flywheel.server.routes import router
 from flywheel.server.serving import ServingPlane
 from flywheel.server.serving import router as serving_router
+from flywheel.server.serving_usage import ServingUsage
 from flywheel.server.status_page import page_router as status_page_router
 from flywheel.server.status_page import router as status_router
 from flywheel.settings import Settings
@@ -67,6 +69,11 @@ class ServerContext:
     sessions: sessionmaker[Session]
     backend: ExperimentBackend
     serving: ServingPlane | None = None  # None: this control plane serves no models
+    serving_usage: ServingUsage | None = None
+
+    def served(self) -> list[Workload]:
+        """The served models, as the admitted workloads they count as against their quotas."""
+        return self.serving_usage.workloads(self.teams) if self.serving_usage else []
 
 
 def create_app(
@@ -78,9 +85,12 @@ def create_app(
     the caller (tests call their ``step`` themselves)."""
 
     context = start_context(settings, teams, backend, serving)
-    driver = QueueDriver(context.sessions, teams, backend, settings.queue_interval_s, end_runs)
+    driver = QueueDriver(
+        context.sessions, teams, backend, settings.queue_interval_s, end_runs,
+        served=context.served,
+    )  # fmt: skip
     monitor = MonitorDriver(
-        lambda: [v.model for v in serving.operations.models()] if serving is not None else [],
+        lambda: list(serving.operations.document().models) if serving is not None else [],
         lambda model: check_and_retrain(context.sessions, settings, teams, model),
         settings.monitor_interval_s,
     )
@@ -105,7 +115,7 @@ def create_app(
     )
     app.state.context = context
     app.state.metrics_registry = metrics_registry(
-        context.sessions, teams, str(settings.storage_root)
+        context.sessions, teams, str(settings.storage_root), context.served
     )
     app.state.driver = driver
     app.state.monitor = monitor
@@ -151,7 +161,8 @@ def start_context(
     with sessions.begin() as session:
         sync_teams(session, teams)
         register_token(session, ensure_admin_token(settings.admin_token_path), admin=True)
-    return ServerContext(settings, teams, sessions, backend, serving)
+    usage = ServingUsage(serving.operations.document, serving.owner) if serving else None
+    return ServerContext(settings, teams, sessions, backend, serving, usage)
 
 
 def sync_teams(session: Session, teams: TeamsSpec) -> None:

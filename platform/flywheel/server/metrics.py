@@ -34,7 +34,7 @@ storage root by every check):
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from fastapi import Request, Response
@@ -49,7 +49,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from flywheel.admission import usage_by_team
+from flywheel.admission import Workload, usage_by_team
 from flywheel.drift_scores import read_all_scores
 from flywheel.server.models import STATES, WAITING_STATES, Experiment, Transition
 from flywheel.server.queue import workloads
@@ -69,12 +69,13 @@ class Admission:
 
 
 def metrics_registry(
-    sessions: sessionmaker[Session], teams: TeamsSpec, storage_root: str | None = None
-) -> CollectorRegistry:
+    sessions: sessionmaker[Session], teams: TeamsSpec, storage_root: str | None = None,
+    served: Callable[[], list[Workload]] | None = None,
+) -> CollectorRegistry:  # fmt: skip
     """A registry of the app's own (no global state) holding the database collector and, with a
     storage root, the drift collector."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(ControlPlaneCollector(sessions, teams))
+    registry.register(ControlPlaneCollector(sessions, teams, served))
     if storage_root is not None:
         registry.register(DriftCollector(storage_root))
     return registry
@@ -90,15 +91,19 @@ def metrics(request: Request, who: CallerDep) -> Response:
 class ControlPlaneCollector(Collector):
     """Reads the database at each scrape; see the module docstring for what it exports."""
 
-    def __init__(self, sessions: sessionmaker[Session], teams: TeamsSpec) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], teams: TeamsSpec,
+        served: Callable[[], list[Workload]] | None = None,
+    ) -> None:  # fmt: skip
         self._sessions = sessions
         self._teams = teams
+        self._served = served or (lambda: [])
 
     def collect(self) -> Iterable[Metric]:
         names = [t.name for t in self._teams.teams]
         with self._sessions.begin() as session:
             counts = _state_counts(session)
-            usage = usage_by_team(self._teams, workloads(session, self._teams))
+            usage = usage_by_team(self._teams, workloads(session, self._teams, self._served()))
             admissions = admissions_of(_transitions(session))
             preempted = _preemptions(session)
         yield _team_gauge(
@@ -126,7 +131,7 @@ class ControlPlaneCollector(Collector):
         quota = {t.name: t.quota for t in self._teams.teams}
         yield _team_gauge(
             "flywheel_team_used_gpus",
-            "GPUs the team's admitted experiments hold.",
+            "GPUs the team's admitted experiments and served models hold.",
             {t: r.gpu for t, r in held.items()},
         )
         yield _team_gauge(
@@ -136,7 +141,7 @@ class ControlPlaneCollector(Collector):
         )
         yield _team_gauge(
             "flywheel_team_used_cpu_cores",
-            "CPU cores the team's admitted experiments hold.",
+            "CPU cores the team's admitted experiments and served models hold.",
             {t: r.cpu for t, r in held.items()},
         )
         yield _team_gauge(

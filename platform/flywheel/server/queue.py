@@ -14,6 +14,7 @@ import logging
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -46,6 +47,7 @@ class QueueDriver:
     def __init__(
         self, sessions: sessionmaker[Session], teams: TeamsSpec, backend: ExperimentBackend,
         interval_s: float, end_runs: RunCloser | None = None, saves: SaveProbe | None = None,
+        served: Callable[[], list[Workload]] | None = None,
     ) -> None:  # fmt: skip
         self._sessions = sessions
         self._teams = teams
@@ -53,6 +55,7 @@ class QueueDriver:
         self._end_runs = end_runs
         self._interval_s = interval_s
         self._saves = saves or SaveProbe()
+        self._served = served or (lambda: [])
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -76,7 +79,9 @@ class QueueDriver:
                 self._reconcile(session, experiment)
         with self._sessions.begin() as session:
             decision = decide(
-                self._teams, self._backend.capacity(), workloads(session, self._teams)
+                self._teams,
+                self._backend.capacity(),
+                workloads(session, self._teams, self._served()),
             )
             for preemption in decision.preempt:
                 self._preempt(session, preemption.victim, preemption.reason)
@@ -187,10 +192,12 @@ class QueueDriver:
             self._backend.submit(plan, folder)
 
 
-def workloads(session: Session, teams: TeamsSpec) -> list[Workload]:
+def workloads(
+    session: Session, teams: TeamsSpec, served: Sequence[Workload] = ()
+) -> list[Workload]:
     """Every waiting and holding experiment of a team in the teams file, as the admission
     function sees it (a team taken out of the file keeps its rows, but nothing of it is admitted
-    any more)."""
+    any more), then the ``served`` models (:mod:`flywheel.server.serving_usage`)."""
     states = WAITING_STATES | HOLDING_STATES
     names = [t.name for t in teams.teams]
     query = select(Experiment).where(Experiment.state.in_(states), Experiment.team.in_(names))
@@ -208,7 +215,7 @@ def workloads(session: Session, teams: TeamsSpec) -> list[Workload]:
             draining=e.state == "PREEMPTING",
         )
         for e in rows
-    ]
+    ] + list(served)
 
 
 def attempt_plan(plan: JobPlan, job_id: str, resume: bool) -> JobPlan:

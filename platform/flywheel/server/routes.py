@@ -172,7 +172,8 @@ def explain(request: Request, who: CallerDep, experiment_id: str) -> Explanation
     ctx = context(request)
     with ctx.sessions.begin() as session:
         experiment = get_experiment(session, who, experiment_id)
-        return views.explain(session, ctx.teams, ctx.backend.capacity(), experiment, who)
+        capacity, served = ctx.backend.capacity(), ctx.served()
+        return views.explain(session, ctx.teams, capacity, experiment, who, served)
 
 
 @router.get("/queue", response_model=QueueView, tags=["queue"])
@@ -180,7 +181,7 @@ def queue(request: Request, who: CallerDep) -> QueueView:
     """Waiting experiments in admission order, and usage against quota."""
     ctx = context(request)
     with ctx.sessions.begin() as session:
-        return views.queue_view(session, ctx.teams, ctx.backend.capacity(), who)
+        return views.queue_view(session, ctx.teams, ctx.backend.capacity(), who, ctx.served())
 
 
 @router.get("/teams", response_model=list[TeamUsage], tags=["teams"])
@@ -188,7 +189,7 @@ def teams(request: Request, who: CallerDep) -> list[TeamUsage]:
     """Usage against quota: the caller's team (every team for the admin)."""
     ctx = context(request)
     with ctx.sessions.begin() as session:
-        return views.team_usages(session, ctx.teams, who)
+        return views.team_usages(session, ctx.teams, who, ctx.served())
 
 
 @router.get("/teams/{team}", response_model=TeamUsage, tags=["teams"])
@@ -198,7 +199,8 @@ def team(request: Request, who: CallerDep, team: str) -> TeamUsage:
     _require_known(ctx, team)
     who.require_team(team, f"team {team!r}")
     with ctx.sessions.begin() as session:
-        return next(u for u in views.team_usages(session, ctx.teams, who) if u.name == team)
+        usages = views.team_usages(session, ctx.teams, who, ctx.served())
+        return next(u for u in usages if u.name == team)
 
 
 @router.post("/teams/{team}/tokens", response_model=TokenCreated, status_code=201, tags=["tokens"])

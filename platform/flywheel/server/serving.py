@@ -19,6 +19,7 @@ from flywheel.errors import PlatformError, ServeInputError
 from flywheel.server.auth import Caller
 from flywheel.server.retraining import retrain_model
 from flywheel.server.routes import ERROR_RESPONSES, CallerDep, context
+from flywheel.serving.document import ServingDocument
 from flywheel.specs.serving import RolloutMode
 from flywheel.tracking import model_origin
 from flywheel.wire import ClusterView, RetrainView, RolloutStep, ServedVersion, ServeResult
@@ -42,6 +43,7 @@ class ServingOperations(Protocol):
     def rollback(self, model: str) -> ServeResult: ...
     def undeploy(self, model: str) -> ServeResult: ...
     def models(self) -> list[ServedVersion]: ...
+    def document(self) -> ServingDocument: ...
 
 
 @dataclass(frozen=True)

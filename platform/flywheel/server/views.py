@@ -7,29 +7,34 @@ They call the same pure :func:`flywheel.admission.decide` as the queue driver, s
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from flywheel.admission import Decision, decide, usage_by_team
+from flywheel.admission import Decision, Workload, decide, usage_by_team
 from flywheel.admission_estimate import estimate_admissions
 from flywheel.server.auth import Caller
 from flywheel.server.models import HOLDING_STATES, WAITING_STATES, Experiment
 from flywheel.server.queue import workloads
+from flywheel.server.serving_usage import is_serving
 from flywheel.specs.teams import Resources, TeamsSpec
 from flywheel.wire import Explanation, QueueEntry, QueueView, TeamUsage
 
 
-def team_usages(session: Session, teams: TeamsSpec, caller: Caller) -> list[TeamUsage]:
-    """Usage against quota of the caller's team (every team for the admin)."""
-    current = workloads(session, teams)
+def team_usages(
+    session: Session, teams: TeamsSpec, caller: Caller, served: Sequence[Workload] = ()
+) -> list[TeamUsage]:
+    """Usage against quota of the caller's team (every team for the admin); served models count
+    in the usage, not in the experiment counts."""
+    current = workloads(session, teams, served)
     usage = usage_by_team(teams, current)
     lost = _gpu_minutes_lost_by_team(session)
     rows = []
     for team in teams.teams:
         if not caller.admin and team.name != caller.team:
             continue
-        mine = [w for w in current if w.team == team.name]
+        mine = [w for w in current if w.team == team.name and not is_serving(w.id)]
         rows.append(
             TeamUsage(
                 name=team.name, priority=teams.priority_value(team.priority), quota=team.quota,
@@ -44,30 +49,33 @@ def team_usages(session: Session, teams: TeamsSpec, caller: Caller) -> list[Team
 
 
 def queue_view(
-    session: Session, teams: TeamsSpec, capacity: Resources, caller: Caller
-) -> QueueView:
+    session: Session, teams: TeamsSpec, capacity: Resources, caller: Caller,
+    served: Sequence[Workload] = (),
+) -> QueueView:  # fmt: skip
     """Waiting experiments in admission order, with why each waits."""
-    decision = decide(teams, capacity, workloads(session, teams))
+    decision = decide(teams, capacity, workloads(session, teams, served))
     rows = _waiting_rows(session)
-    hide = _Redaction(caller, {e.id: e.team for e in rows.values()})
+    hide = _Redaction(caller, {**_owners(rows.values()), **{w.id: w.team for w in served}})
     entries = [
         _entry(rows[wait.workload], wait.position, hide.text(wait.reason),
                wait.blocking_resource, hide.holders(wait.holders))
         for wait in decision.waiting
         if wait.workload in rows and (caller.admin or rows[wait.workload].team == caller.team)
     ]  # fmt: skip
-    return QueueView(capacity=capacity, waiting=entries, teams=team_usages(session, teams, caller))
+    usages = team_usages(session, teams, caller, served)
+    return QueueView(capacity=capacity, waiting=entries, teams=usages)
 
 
 def explain(
     session: Session, teams: TeamsSpec, capacity: Resources, experiment: Experiment,
-    caller: Caller,
+    caller: Caller, served: Sequence[Workload] = (),
 ) -> Explanation:  # fmt: skip
     """Why ``experiment`` waits: the quota, its holders, its position, a rough estimate.
 
-    Another team's experiments are named by their team only, for a team caller."""
-    hide = _Redaction(caller, {e.id: e.team for e in _waiting_rows(session).values()})
-    said = _explain(session, teams, capacity, experiment)
+    Another team's experiments and models are named by their team only, for a team caller."""
+    owners = {**_owners(_waiting_rows(session).values()), **{w.id: w.team for w in served}}
+    hide = _Redaction(caller, owners)
+    said = _explain(session, teams, capacity, experiment, served)
     return said.model_copy(
         update={
             "reason": hide.text(said.reason),
@@ -95,16 +103,21 @@ class _Redaction:
         return [f"team {self._hidden[h]}" if h in self._hidden else h for h in holders]
 
 
+def _owners(rows: Iterable[Experiment]) -> dict[str, str]:
+    return {e.id: e.team for e in rows}
+
+
 def _explain(
-    session: Session, teams: TeamsSpec, capacity: Resources, experiment: Experiment
-) -> Explanation:
+    session: Session, teams: TeamsSpec, capacity: Resources, experiment: Experiment,
+    served: Sequence[Workload],
+) -> Explanation:  # fmt: skip
     if experiment.state not in WAITING_STATES:
         return Explanation(
             experiment=experiment.id, state=experiment.state, waiting=False, position=None,
             reason=f"{experiment.id} is {experiment.state}, not waiting",
             blocking_resource=None, holders=[], estimate_s=None,
         )  # fmt: skip
-    current = workloads(session, teams)
+    current = workloads(session, teams, served)
     decision = decide(teams, capacity, current)
     wait = next((w for w in decision.waiting if w.workload == experiment.id), None)
     if wait is None:
