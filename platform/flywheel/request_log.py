@@ -32,7 +32,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -149,7 +149,8 @@ class RequestLogWriter:
                 folder = storage.join(
                     log_url(self._root, record.model, kind), partition(record.time_s)
                 )
-                groups.setdefault(folder, []).append(json.dumps(asdict(record)))
+                # vars(), not asdict(): asdict deep-copies every input value (0.6 ms a record)
+                groups.setdefault(folder, []).append(json.dumps(vars(record)))
             for folder, lines in groups.items():
                 self._sequence += 1
                 name = f"{self._writer_id}-{self._sequence:08d}.jsonl"
