@@ -205,7 +205,9 @@ class ServedVersion(WireModel):
 
     model: str = Field(description="Registered model name.")
     version: str = Field(description="Model version.")
-    role: str = Field(description="champion, canary, shadow or progressive.")
+    role: str = Field(
+        description="champion, challenger (a canary or progressive rollout) or shadow."
+    )
     traffic_percent: float = Field(description="Share of the model's requests it answers, in %.")
     replicas: int = Field(description="Running ingress replicas of the model.")
     stats: VersionStats = Field(description="Requests, latency and accuracy observed.")
