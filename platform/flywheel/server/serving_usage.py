@@ -4,7 +4,9 @@ Each model in the serving document holds its minimum replicas times the resource
 (:func:`flywheel.admission.demand_of_serving`): the part training can never take back. Replicas
 that autoscaling adds above the minimum are not counted; Serve starts them in whatever the
 cluster has free. A model belongs to the team whose run produced its latest version (looked up
-in MLflow, remembered for a minute); a model of no team in the teams file counts for none.
+in MLflow, remembered for a minute); a model of no team in the teams file counts for none. The
+document is read at most every few seconds: the queue driver asks every second, and on an S3
+root each read lists objects.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ _log = logging.getLogger("flywheel.queue")
 #: Prefix of a served model's workload id (experiment ids never contain a colon).
 SERVING_PREFIX = "serving:"
 _OWNER_TTL_S = 60.0
+_DOCUMENT_TTL_S = 5.0
 
 
 class ServingUsage:
@@ -34,12 +37,13 @@ class ServingUsage:
         self._document = document
         self._owner = owner
         self._owners: dict[str, tuple[str | None, float]] = {}
+        self._read: tuple[ServingDocument, float] | None = None
 
     def workloads(self, teams: TeamsSpec) -> list[Workload]:
         """One workload per served model of a known team; none when the document is unreadable
         (the queue goes on without them, and says so in the log)."""
         try:
-            models = self._document().models
+            models = self._current().models
         except FlywheelError as e:
             _log.warning("served models left out of admission: %s", e)
             return []
@@ -59,6 +63,11 @@ class ServingUsage:
                 )
             )  # fmt: skip
         return found
+
+    def _current(self) -> ServingDocument:
+        if self._read is None or time.monotonic() - self._read[1] >= _DOCUMENT_TTL_S:
+            self._read = (self._document(), time.monotonic())
+        return self._read[0]
 
     def _team_of(self, model: str) -> str | None:
         team, looked_s = self._owners.get(model, (None, -math.inf))
