@@ -383,6 +383,8 @@ def monitor_report(report: MonitorReport) -> None:
         out.print(
             f"[bold red]alert active[/] since {_time(int((report.alert.since_s or 0) * 1000))}"
         )
+    if report.retraining is not None:
+        out.print(f"the alert queued retraining [bold]{report.retraining}[/]")
 
 
 def readiness_report(report: ReadinessReport) -> None:
