@@ -23,7 +23,7 @@ import httpx
 import pytest
 import uvicorn
 from mlflow import MlflowClient
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from flywheel.server.app import create_app
 from flywheel.settings import Settings
@@ -176,9 +176,9 @@ def test_a_team_sees_its_own_work_as_the_api_shows_it_and_the_page_updates_itsel
     page.click(f"#experiments tr[data-experiment='{ids['vision'][0]}']")
     page.wait_for_selector("#history tbody tr")
     assert "QUEUED" in page.inner_text("#history") and "submitted" in page.inner_text("#history")
-    page.wait_for_function(
-        "id => document.getElementById('runs').textContent.includes(id)", arg=run.info.run_id
-    )
+    # expect() polls from Playwright's own script: wait_for_function would evaluate a string in
+    # the page, which the page's Content-Security-Policy (no 'unsafe-eval') may refuse.
+    expect(page.locator("#runs")).to_contain_text(run.info.run_id, timeout=15_000)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "status-page-team.png"), full_page=True)
 
@@ -212,7 +212,7 @@ def test_a_refused_token_shows_the_login_again_and_no_data(live: Live, browser: 
     page.fill("#token", "fw_not-a-token")
     page.click("button[type=submit]")
 
-    page.wait_for_function("document.getElementById('login-error').textContent.length > 0")
+    expect(page.locator("#login-error")).to_contain_text("refused", timeout=15_000)
     assert page.is_hidden("#status") and "refused" in page.inner_text("#login-error")
     assert page.evaluate("sessionStorage.getItem('flywheel-token')") is None
     headers = httpx.get(f"{live.url}/status", trust_env=False).headers
