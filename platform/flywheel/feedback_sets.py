@@ -42,8 +42,7 @@ def write_feedback_set(
         raise FlywheelError("a feedback set needs at least one fed-back request")
     fingerprint = feedback_fingerprint(data)
     url = StorageLayout(storage_root).feedback_set(model, fingerprint)
-    if storage.read_bytes(url) is None:
-        storage.write_bytes(url, _parquet(data))
+    storage.create_bytes(url, _parquet(data))  # the same fingerprint: the same rows, kept once
     return FeedbackSet(
         model=model, from_version=from_version, url=url, fingerprint=fingerprint,
         rows=len(data.labels), requests=len(set(data.request_ids)), wrong=data.wrong,

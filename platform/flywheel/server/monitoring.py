@@ -141,7 +141,7 @@ def check_and_retrain(
     report, rules, now = _check(settings, model, last_n, None)
     if report.alert is None or not rules.retrain_on_alert:
         return report
-    origin = model_origin(settings.tracking_uri, model)
+    origin = partial(model_origin, settings.tracking_uri, model)
     queued = retrain_on_alert(sessions, settings, teams, model, report.alert, rules, origin, now)
     return report.model_copy(update={"retraining": queued})
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -116,37 +117,35 @@ def read_retrain_record(storage_root: str, model: str) -> RetrainRecord | None:
 
 def retrain_on_alert(
     sessions: sessionmaker[Session], settings: Settings, teams: TeamsSpec, model: str,
-    alert: AlertState, rules: MonitorSpec, origin: ModelOrigin | None, now_s: float,
+    alert: AlertState, rules: MonitorSpec, origin: Callable[[], ModelOrigin | None], now_s: float,
 ) -> str | None:  # fmt: skip
     """Queue the retraining a raised alert asks for (see :func:`retrain_due`); its experiment id.
 
-    Called after every monitor check, by whoever ran it. A retraining already waiting or running
-    counts as this incident's; a model that cannot be retrained (no feedback yet) is logged and
-    tried again at the next check.
+    Called after every monitor check, by whoever ran it; ``origin`` (an MLflow lookup) is asked
+    only when a retraining is due. A retraining already waiting or running counts as this
+    incident's; a model that cannot be retrained (no feedback yet) is logged and tried again at
+    the next check.
     """
     root = str(settings.storage_root)
     if not retrain_due(alert, rules, read_retrain_record(root, model), now_s):
         return None
     assert alert.since_s is not None
     reason = f"the drift alert on {model} (raised {_iso(alert.since_s)}) retrains version"
+    queued: str | None = None
     try:
         with sessions.begin() as session:
             caller = Caller(team=None, admin=True)
-            view = retrain_model(session, settings, teams, caller, model, origin, reason)
-        experiment_id: str | None = view.experiment.id
+            view = retrain_model(session, settings, teams, caller, model, origin(), reason)
+        queued = answered = view.experiment.id
+        _log.warning("drift alert on %s: queued retraining %s", model, queued)
     except RetrainRunningError as e:
-        experiment_id = None
-        record = RetrainRecord(incident_s=alert.since_s, submitted_s=now_s,
-                               experiment_id=e.experiment_id)  # fmt: skip
+        answered = e.experiment_id
     except FlywheelError as e:
         _log.warning("drift alert on %s: no automatic retraining yet: %s", model, e)
         return None
-    if experiment_id is not None:
-        record = RetrainRecord(incident_s=alert.since_s, submitted_s=now_s,
-                               experiment_id=experiment_id)  # fmt: skip
-        _log.warning("drift alert on %s: queued retraining %s", model, experiment_id)
+    record = RetrainRecord(incident_s=alert.since_s, submitted_s=now_s, experiment_id=answered)
     storage.write_text(retrain_record_url(root, model), record.model_dump_json())
-    return experiment_id
+    return queued
 
 
 def _iso(time_s: float) -> str:
