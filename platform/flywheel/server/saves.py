@@ -49,6 +49,3 @@ class SaveProbe:
             _log.warning("cannot look at the saves of %s: %s", experiment.id, e)
             return None
         return max((t for t in times if t is not None), default=None)
-
-    def forget(self, experiment_id: str) -> None:
-        self._looked.pop(experiment_id, None)
