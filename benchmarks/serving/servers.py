@@ -21,6 +21,7 @@ import httpx
 
 from flywheel.backends.serving import ServeRestBackend
 from flywheel.local import EmbeddedPlatform, free_ports, read_ray_auth_token
+from flywheel.mlflow_auth import read_auth_config
 from flywheel.serving.config import (
     GRACEFUL_SHUTDOWN_TIMEOUT_S,
     HEALTH_CHECK_PERIOD_S,
@@ -68,12 +69,16 @@ def process(
         child.wait(timeout=30)
 
 
+_MLFLOW_CREDENTIALS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+
+
 @contextmanager
 def platform(direct_ingress: bool) -> Iterator[Settings]:
     """A private embedded platform on free ports under a temporary home; always stopped.
 
     Its Ray workers can import ``benchmarks`` (the plain Serve peer's import path): the platform
-    processes inherit this process's ``PYTHONPATH`` with the repository put first.
+    processes inherit this process's ``PYTHONPATH`` with the repository put first. While it
+    runs, this process's MLflow calls go as the platform's MLflow admin.
     """
     home = Path(tempfile.mkdtemp(prefix="fwb-"))  # short: Ray's unix sockets live under it
     ports: dict[str, Any] = dict(zip(PORT_FIELDS, free_ports(len(PORT_FIELDS)), strict=True))
@@ -85,11 +90,16 @@ def platform(direct_ingress: bool) -> Iterator[Settings]:
     before = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), before) if p)
     embedded = EmbeddedPlatform(settings)
+    credentials = {name: os.environ.get(name) for name in _MLFLOW_CREDENTIALS}
     try:
         embedded.up()
+        config = read_auth_config(settings.mlflow_auth_config_path)
+        os.environ.update(config.admin.env() if config is not None else {})
         yield settings
     finally:
         embedded.down()
+        for name, value in credentials.items():
+            _restore(name, value)
         _restore("PYTHONPATH", before)
         shutil.rmtree(home, ignore_errors=True)
 

@@ -6,6 +6,8 @@ Run: .venv/bin/python experiments/digits/show.py
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from mlflow import MlflowClient
 from sklearn.datasets import load_digits
@@ -18,12 +20,22 @@ SPEC = "experiments/digits/train.yaml"
 ROWS = 8
 
 
+def mlflow_client(flywheel: Client) -> MlflowClient:
+    """MLflow as the token's team (the admin token: the admin), the identity that
+    `flywheel mlflow env` prints."""
+    access = flywheel.mlflow_env()
+    if access.username and access.password:
+        os.environ["MLFLOW_TRACKING_USERNAME"] = access.username
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = access.password
+    return MlflowClient(access.tracking_uri)
+
+
 def main() -> None:
     settings = Settings()
     spec = load_spec(SPEC)
     flywheel = Client(settings)
     cluster = flywheel.cluster()  # where this cluster tracks runs and serves models
-    client = MlflowClient(cluster.tracking_uri)
+    client = mlflow_client(flywheel)
     experiment = client.get_experiment_by_name(spec.mlflow_experiment)
     if experiment is None:
         raise SystemExit(f"no MLflow experiment {spec.mlflow_experiment!r}: submit {SPEC} first")

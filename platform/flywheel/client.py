@@ -35,6 +35,7 @@ from flywheel.wire import (
     Explanation,
     FeedbackAnswer,
     InferenceAnswer,
+    MlflowAccess,
     MonitorReport,
     QueueView,
     ReadinessReport,
@@ -174,6 +175,11 @@ class Client:
 
     def whoami(self) -> WhoAmI:
         return self._api.call("GET", "/whoami", WhoAmI)
+
+    def mlflow_env(self) -> MlflowAccess:
+        """The MLflow tracking URI and the identity of the token's team (the admin's for the
+        admin token), for MLflow's own clients and UI."""
+        return self._api.call("GET", "/mlflow/env", MlflowAccess)
 
     def deploy(
         self, model: str, version: str | None = None, alias: str | None = None

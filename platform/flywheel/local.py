@@ -10,8 +10,15 @@ Ray runs with token authentication: the token lives in ``settings.ray_auth_token
 is pinned to loopback too, so its gRPC servers listen there only; a process that connects to the
 GCS directly needs the variables :func:`ray_client_env` returns.
 
+MLflow runs MLflow's basic-auth app (:mod:`flywheel.mlflow_auth`): ``up`` writes its config to
+``settings.mlflow_auth_config_path`` (0600, random admin password) once and keeps it. The Ray
+head gets the read-only serving identity in its environment (Serve replicas load models with it;
+experiment jobs get their team's identity from the control plane instead).
+
 The control plane (``python -m flywheel.server``) gets every setting through ``FLYWHEEL_*``
 variables; at its first start it writes the admin token to ``settings.admin_token_path`` (0600).
+It reads the MLflow admin password from the auth config itself. No child inherits the MLflow
+credentials of the shell that ran ``up``.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from pydantic import SecretStr
 from flywheel.errors import PlatformError, PortInUseError
 from flywheel.haproxy import direct_ingress_env, haproxy_binary, haproxy_folder, write_launcher
 from flywheel.metrics_endpoints import MetricsEndpoint, metrics_endpoints
+from flywheel.mlflow_auth import ensure_auth_config, server_env, serving_identity
 from flywheel.settings import Settings
 from flywheel.storage_layout import StorageLayout
 
@@ -63,6 +71,10 @@ _LOG_TAIL_LINES = 20
 _LOG_TAIL_BYTES = 64 * 1024
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 _PROC = Path("/proc")
+#: MLflow credentials of the caller's shell (`flywheel mlflow env`): no child inherits them.
+_MLFLOW_CREDENTIAL_VARIABLES = (
+    "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -208,6 +220,7 @@ class EmbeddedPlatform:
             if self._settings.serve_direct_ingress:
                 launcher = haproxy_launcher_path(self._home)
                 write_launcher(launcher, self._settings.host, haproxy_binary())
+        secrets_env = self._secrets_env(component)
         executable = Path(sys.executable).parent / component.program
         if not executable.is_file():
             raise PlatformError(f"{executable} not found; install flywheel into this environment")
@@ -217,12 +230,23 @@ class EmbeddedPlatform:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=_child_env(self._settings, self._home, component.env),
+                env=_child_env(self._settings, self._home, {**component.env, **secrets_env}),
                 cwd=self._home,
                 start_new_session=True,
             )
         self._children[child.pid] = child
         component.pid_path.write_text(f"{child.pid}\n")
+
+    def _secrets_env(self, component: _Component) -> dict[str, str]:
+        """Secret variables of a component, read at launch (never part of its description):
+        MLflow's auth config and CSRF key, the Ray head's serving identity."""
+        if component.name not in (RAY, MLFLOW):
+            return {}
+        path = self._settings.mlflow_auth_config_path.expanduser().absolute()
+        config = ensure_auth_config(path, mlflow_auth_database_uri(self._home))
+        if component.name == MLFLOW:
+            return server_env(path, config)
+        return serving_identity(config.admin).env()
 
     def _wait_until_healthy(
         self, components: tuple[_Component, ...], report: Callable[[str], None],
@@ -404,7 +428,7 @@ def _mlflow_component(settings: Settings, home: Path) -> _Component:
     store_uri = f"sqlite:///{home / 'mlflow' / 'mlflow.db'}"
     args = (
         "server", "--host", settings.host, "--port", str(settings.mlflow_port),
-        "--backend-store-uri", store_uri, "--serve-artifacts",
+        "--app-name", "basic-auth", "--backend-store-uri", store_uri, "--serve-artifacts",
         "--artifacts-destination", mlflow_artifacts_destination(settings), "--workers", "1",
     )  # fmt: skip
     # MLflow 3 also starts a GenAI job runner (eight huey consumers) that flywheel never uses.
@@ -414,6 +438,11 @@ def _mlflow_component(settings: Settings, home: Path) -> _Component:
         {"mlflow_port": settings.mlflow_port}, args, env, (home / "mlflow",), store_uri,
         home / "run" / "mlflow.pid", home / "logs" / "mlflow.log",
     )  # fmt: skip
+
+
+def mlflow_auth_database_uri(home: Path) -> str:
+    """MLflow's user and permission database (basic-auth app), beside its tracking database."""
+    return f"sqlite:///{home / 'mlflow' / 'basic_auth.db'}"
 
 
 def haproxy_launcher_path(home: Path) -> Path:
@@ -505,6 +534,8 @@ def _child_env(settings: Settings, home: Path, extra: dict[str, str]) -> dict[st
     """This process's environment, the interpreter's folder first on PATH, plus ``extra``."""
     env = dict(os.environ)
     env.pop("RAY_AUTH_TOKEN", None)  # would override the token file for the whole cluster
+    for name in _MLFLOW_CREDENTIAL_VARIABLES:
+        env.pop(name, None)
     python_bin = str(Path(sys.executable).parent)
     env["PATH"] = os.pathsep.join([python_bin, env.get("PATH", "")]).rstrip(os.pathsep)
     env["MLFLOW_TRACKING_URI"] = settings.tracking_uri

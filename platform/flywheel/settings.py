@@ -224,6 +224,12 @@ class Settings(BaseSettings):
         return self.home / "control" / "admin_token"
 
     @property
+    def mlflow_auth_config_path(self) -> Path:
+        """MLflow's basic-auth config (mode 0600, admin password inside), written by `flywheel up`
+        and read by the control plane."""
+        return self.home / "mlflow" / "basic_auth.ini"
+
+    @property
     def ray_auth_token_path(self) -> Path:
         """File holding the Ray cluster's authentication token (mode 0600)."""
         return self.home / "ray" / "auth_token"

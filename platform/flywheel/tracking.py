@@ -486,12 +486,7 @@ class RolloutRun:
 
     def __init__(self, tracking_uri: str, run_name: str, params: dict[str, Any]) -> None:
         self._client = MlflowClient(tracking_uri)
-        experiment = self._client.get_experiment_by_name(ROLLOUT_EXPERIMENT)
-        experiment_id = (
-            experiment.experiment_id
-            if experiment is not None
-            else self._client.create_experiment(ROLLOUT_EXPERIMENT)
-        )
+        experiment_id = ensure_experiment(tracking_uri, ROLLOUT_EXPERIMENT)
         self.run_id: str = self._client.create_run(experiment_id, run_name=run_name).info.run_id
         items = [Param(k, str(v)[:_MAX_TAG_CHARS]) for k, v in sorted(params.items())]
         for start in range(0, len(items), _PARAMS_PER_BATCH):
@@ -508,6 +503,22 @@ class RolloutRun:
         self._client.set_tag(self.run_id, TAG_ROLLOUT_DECISION, decision)
         self._client.set_tag(self.run_id, TAG_ROLLOUT_REASON, reason[-_MAX_TAG_CHARS:])
         self._client.set_terminated(self.run_id, status=status)
+
+
+def ensure_experiment(tracking_uri: str, name: str) -> str:
+    """The id of the MLflow experiment ``name``, created when missing (by whoever asks: its
+    creator gets MANAGE on it)."""
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    try:
+        return str(client.create_experiment(name))
+    except MlflowException:  # created meanwhile by another process
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return str(experiment.experiment_id)
 
 
 def _tensors(schema: Any, prefix: str) -> tuple[TensorInfo, ...]:

@@ -147,6 +147,18 @@ class WhoAmI(WireModel):
     admin: bool = Field(description="Whether the token is the admin's.")
 
 
+class MlflowAccess(WireModel):
+    """How the caller reaches MLflow as its team (the admin token: as the admin)."""
+
+    tracking_uri: str = Field(description="MLflow tracking URI.")
+    username: str | None = Field(
+        default=None, description="MLflow user name; none when MLflow runs without authentication."
+    )
+    password: str | None = Field(
+        default=None, description="Its password (keep it as secret as the token that got it)."
+    )
+
+
 class InferenceOutput(BaseModel):
     """One output tensor of an OIP v2 answer (fields the protocol may add are kept)."""
 

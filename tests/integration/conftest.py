@@ -22,6 +22,8 @@ from ray._raylet import AuthenticationTokenLoader, Config
 from flywheel.local import EmbeddedPlatform, PlatformStatus, free_ports, ray_client_env
 from flywheel.settings import Settings
 
+from .helpers import mlflow_admin
+
 #: Settings fields that hold a port the embedded platform (or its model gateway) binds.
 PORT_FIELDS = (
     "ray_dashboard_port",
@@ -94,10 +96,16 @@ def platform_settings() -> Iterator[Settings]:
 
 @pytest.fixture(scope="session")
 def embedded_platform(platform_settings: Settings) -> Iterator[PlatformStatus]:
-    """The running platform (10 to 20 s to start, once per session); always stopped after."""
+    """The running platform (10 to 20 s to start, once per session); always stopped after.
+
+    While it runs, this process's MLflow calls go as MLflow's admin (tests read every team's
+    runs); the platform's own processes never inherit these variables.
+    """
     platform = EmbeddedPlatform(platform_settings)
     try:
-        yield platform.up().status
+        status = platform.up().status
+        with mlflow_admin(platform_settings):
+            yield status
     finally:
         platform.down()
 

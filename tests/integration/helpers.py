@@ -7,15 +7,19 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow.pytorch
+import pytest
 import torch
 from benchmarks.serving.model import TRAIN_STEPS, train_digits
 from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.models import infer_signature
 
+from flywheel.mlflow_auth import read_auth_config
 from flywheel.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,6 +33,18 @@ def settings_env(settings: Settings) -> dict[str, str]:
         if name != "ray_auth_token":
             env[f"FLYWHEEL_{name.upper()}"] = str(value)
     return env
+
+
+@contextmanager
+def mlflow_admin(settings: Settings) -> Iterator[None]:
+    """This process's MLflow calls go as the admin of the platform of ``settings`` (each
+    platform's `flywheel up` writes its own admin password), then as before."""
+    config = read_auth_config(settings.mlflow_auth_config_path)
+    assert config is not None, "flywheel up wrote no MLflow auth config"
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in config.admin.env().items():
+            patch.setenv(name, value)
+        yield
 
 
 def run_cli(

@@ -39,7 +39,7 @@ from flywheel.settings import Settings
 from flywheel.specs.serving import ServeSpec
 from flywheel.tracking import TAG_SERVE_SPEC
 
-from .helpers import register_digits_version
+from .helpers import mlflow_admin, register_digits_version
 
 pytestmark = pytest.mark.integration
 
@@ -290,7 +290,8 @@ def test_with_direct_ingress_off_serves_models_through_serves_python_proxy(
         platform.up()
         spec = ServeSpec.model_validate({"resources": {"num_cpus": 0.1}})
         tags = {TAG_SERVE_SPEC: spec.model_dump_json()}
-        version = register_digits_version(settings.tracking_uri, "proxied", 1, tags)
+        with mlflow_admin(settings):
+            version = register_digits_version(settings.tracking_uri, "proxied", 1, tags)
         deployed = Client(settings).deploy("proxied", version=version)
         row = {"name": "input-0", "shape": [1, 64], "datatype": "FP32", "data": [0.0] * 64}
         answer = httpx.post(

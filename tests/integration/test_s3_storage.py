@@ -25,7 +25,7 @@ from flywheel.settings import Settings
 from flywheel.storage.journal import ObjectJournalBackend
 from flywheel.storage.objects import MANIFEST, is_complete_tree
 
-from .helpers import EXPERIMENTS, copy_experiment, run_cli, run_of_job
+from .helpers import EXPERIMENTS, copy_experiment, mlflow_admin, run_cli, run_of_job
 from .test_search import _finished as finished_trials
 
 pytestmark = pytest.mark.integration
@@ -58,7 +58,8 @@ def s3_platform(
     try:
         with environment(env):  # Ray and MLflow inherit the variables
             platform.up()
-            yield S3Platform(settings, s3_server, bucket, root)
+            with mlflow_admin(settings):
+                yield S3Platform(settings, s3_server, bucket, root)
     finally:
         platform.down()
         if not s3_server.running:

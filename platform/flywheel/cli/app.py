@@ -204,6 +204,17 @@ def token_create(
     render.token_created(Client().create_token(team))
 
 
+mlflow_app = typer.Typer(help="MLflow access with your team's identity.", no_args_is_help=True)
+app.add_typer(mlflow_app, name="mlflow")
+
+
+@mlflow_app.command("env")
+def mlflow_env() -> None:
+    """Print the shell exports with which MLflow's clients and UI read your team's runs:
+    `eval "$(flywheel mlflow env)"` (the admin token gets the admin identity)."""
+    render.mlflow_exports(Client().mlflow_env())
+
+
 @app.command()
 def deploy(
     model: ModelName,

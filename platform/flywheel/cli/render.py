@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -33,6 +34,7 @@ from flywheel.specs.teams import Resources
 from flywheel.wire import (
     ExperimentView,
     Explanation,
+    MlflowAccess,
     MonitorReport,
     QueueView,
     ReadinessReport,
@@ -202,6 +204,17 @@ def explanation(e: Explanation) -> None:
 def token_created(created: TokenCreated) -> None:
     err.print(f"token for team [bold]{created.team}[/] (shown once; only its hash is kept):")
     text(created.token)
+
+
+def mlflow_exports(access: MlflowAccess) -> None:
+    """``export`` lines for a POSIX shell, values quoted."""
+    variables = {
+        "MLFLOW_TRACKING_URI": access.tracking_uri,
+        "MLFLOW_TRACKING_USERNAME": access.username,
+        "MLFLOW_TRACKING_PASSWORD": access.password,
+    }
+    for name, value in variables.items():
+        text(f"export {name}={shlex.quote(value)}" if value is not None else f"unset {name}")
 
 
 class FollowView:

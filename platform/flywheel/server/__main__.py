@@ -3,12 +3,18 @@
 It reads the settings from the environment and the teams file, and drives the backends they name
 (:mod:`flywheel.server.backend_choice` for experiments, :func:`serving_plane` for serving): the
 control plane alone holds the Ray token and, on Kubernetes, the ServiceAccount.
+
+With the embedded MLflow, it reads MLflow's admin password from the auth config ``flywheel up``
+wrote and makes every MLflow call of this process as the admin (MLflow's clients read
+``MLFLOW_TRACKING_USERNAME`` and ``MLFLOW_TRACKING_PASSWORD``); it manages the teams' and the
+serving reader's MLflow users (:mod:`flywheel.server.mlflow_identities`).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 
 import uvicorn
@@ -19,15 +25,17 @@ from flywheel.errors import FlywheelError
 from flywheel.k8s.client import KubernetesApi
 from flywheel.k8s.rayservice import cluster_serve_target, serve_service_url
 from flywheel.k8s.serving_backend import RayServiceApi, RayServiceBackend
+from flywheel.mlflow_auth import read_auth_config
 from flywheel.rollout import serve_target
 from flywheel.server.app import create_app
 from flywheel.server.backend_choice import experiment_backend, ray_token
 from flywheel.server.kubernetes_backend import target_from_settings
+from flywheel.server.mlflow_identities import MlflowIdentities
 from flywheel.server.serving import ServingPlane
 from flywheel.serving_service import ServingService
 from flywheel.settings import Settings
 from flywheel.specs.teams import load_teams
-from flywheel.tracking import end_runs_of_job, model_team
+from flywheel.tracking import ROLLOUT_EXPERIMENT, end_runs_of_job, ensure_experiment, model_team
 from flywheel.wire import ClusterView
 
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -40,15 +48,32 @@ def main() -> int:
     settings = Settings()
     try:
         teams = load_teams(settings.teams_file)
+        mlflow = mlflow_identities(settings)
+        if mlflow is not None:
+            os.environ.update(mlflow.admin.env())
+            mlflow.serving()  # before any Serve replica needs it
         backend = experiment_backend(settings, teams)
         serving = serving_plane(settings)
     except FlywheelError as e:
         print(f"flywheel control plane: {e}", file=sys.stderr)
         return 2
     end_runs = functools.partial(end_runs_of_job, settings.tracking_uri)
-    app = create_app(settings, teams, backend, end_runs=end_runs, serving=serving)
+    app = create_app(settings, teams, backend, end_runs=end_runs, serving=serving, mlflow=mlflow)
     uvicorn.run(app, host=settings.host, port=settings.control_plane_port, log_level="info")
     return 0
+
+
+def mlflow_identities(settings: Settings) -> MlflowIdentities | None:
+    """The MLflow identities of the embedded MLflow, when `flywheel up` runs it with
+    authentication (its auth config exists); None for another MLflow server."""
+    if settings.mlflow_tracking_uri is not None:
+        return None
+    config = read_auth_config(settings.mlflow_auth_config_path.expanduser())
+    if config is None:
+        return None
+    uri = settings.tracking_uri
+    rollouts = functools.partial(ensure_experiment, uri, ROLLOUT_EXPERIMENT)
+    return MlflowIdentities(uri, config.admin, rollouts)
 
 
 def serving_plane(settings: Settings, kube_api: RayServiceApi | None = None) -> ServingPlane:

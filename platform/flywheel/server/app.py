@@ -42,6 +42,7 @@ from flywheel.errors import (
 from flywheel.server.auth import TOKEN_PREFIX, register_token
 from flywheel.server.db import is_ready, open_database
 from flywheel.server.metrics import metrics, metrics_registry
+from flywheel.server.mlflow_identities import MlflowIdentities
 from flywheel.server.models import Team
 from flywheel.server.monitor_loop import MonitorDriver
 from flywheel.server.monitoring import check_and_retrain
@@ -70,6 +71,7 @@ class ServerContext:
     backend: ExperimentBackend
     serving: ServingPlane | None = None  # None: this control plane serves no models
     serving_usage: ServingUsage | None = None
+    mlflow: MlflowIdentities | None = None  # None: MLflow runs without authentication
 
     def served(self) -> list[Workload]:
         """The served models, as the admitted workloads they count as against their quotas."""
@@ -79,15 +81,18 @@ class ServerContext:
 def create_app(
     settings: Settings, teams: TeamsSpec, backend: ExperimentBackend, run_queue: bool = True,
     end_runs: RunCloser | None = None, serving: ServingPlane | None = None,
+    mlflow: MlflowIdentities | None = None,
 ) -> FastAPI:  # fmt: skip
     """The control plane app, its database migrated and its teams synced. The queue driver and
     the periodic monitor run while the app's lifespan does; ``run_queue=False`` leaves both to
-    the caller (tests call their ``step`` themselves)."""
+    the caller (tests call their ``step`` themselves). With ``mlflow``, each job runs with its
+    team's MLflow identity."""
 
-    context = start_context(settings, teams, backend, serving)
+    context = start_context(settings, teams, backend, serving, mlflow)
+    job_env = (lambda team: mlflow.team(team).env()) if mlflow is not None else None
     driver = QueueDriver(
         context.sessions, teams, backend, settings.queue_interval_s, end_runs,
-        served=context.served,
+        served=context.served, job_env=job_env,
     )  # fmt: skip
     monitor = MonitorDriver(
         lambda: list(serving.operations.document().models) if serving is not None else [],
@@ -154,7 +159,7 @@ def _readyz(request: Request) -> JSONResponse:
 
 def start_context(
     settings: Settings, teams: TeamsSpec, backend: ExperimentBackend,
-    serving: ServingPlane | None = None,
+    serving: ServingPlane | None = None, mlflow: MlflowIdentities | None = None,
 ) -> ServerContext:  # fmt: skip
     """Open and migrate the database, sync teams, register the admin token."""
     sessions = open_database(settings.resolved_database_url)
@@ -162,7 +167,7 @@ def start_context(
         sync_teams(session, teams)
         register_token(session, ensure_admin_token(settings.admin_token_path), admin=True)
     usage = ServingUsage(serving.operations.document, serving.owner) if serving else None
-    return ServerContext(settings, teams, sessions, backend, serving, usage)
+    return ServerContext(settings, teams, sessions, backend, serving, usage, mlflow)
 
 
 def sync_teams(session: Session, teams: TeamsSpec) -> None:

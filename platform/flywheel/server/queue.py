@@ -48,6 +48,7 @@ class QueueDriver:
         self, sessions: sessionmaker[Session], teams: TeamsSpec, backend: ExperimentBackend,
         interval_s: float, end_runs: RunCloser | None = None, saves: SaveProbe | None = None,
         served: Callable[[], list[Workload]] | None = None,
+        job_env: Callable[[str], dict[str, str]] | None = None,
     ) -> None:  # fmt: skip
         self._sessions = sessions
         self._teams = teams
@@ -56,6 +57,7 @@ class QueueDriver:
         self._interval_s = interval_s
         self._saves = saves or SaveProbe()
         self._served = served or (lambda: [])
+        self._job_env = job_env
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -189,7 +191,15 @@ class QueueDriver:
         with tempfile.TemporaryDirectory(prefix="flywheel-job-") as scratch:
             folder = download_tree(bundle_url, Path(scratch) / "experiment")
             (folder / PLAN_PATH).write_text(plan.model_dump_json(indent=2))
-            self._backend.submit(plan, folder)
+            self._backend.submit(self._with_secrets(plan), folder)
+
+    def _with_secrets(self, plan: JobPlan) -> JobPlan:
+        """``plan`` with its team's secret variables (its MLflow identity) added for the
+        backend only: the stored plan and the plan file of the job never hold them."""
+        if self._job_env is None:
+            return plan
+        env_vars = {**plan.env_vars, **self._job_env(plan.spec.team)}
+        return plan.model_copy(update={"env_vars": env_vars})
 
 
 def workloads(

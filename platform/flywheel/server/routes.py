@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Query, Request, Security, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, Security, UploadFile
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,6 +24,7 @@ from flywheel.wire import (
     ErrorBody,
     ExperimentView,
     Explanation,
+    MlflowAccess,
     QueueView,
     TeamUsage,
     TokenCreated,
@@ -211,6 +212,22 @@ def create_token(request: Request, who: CallerDep, team: str) -> TokenCreated:
     _require_known(ctx, team)
     with ctx.sessions.begin() as session:
         return TokenCreated(team=team, token=issue_token(session, team))
+
+
+@router.get("/mlflow/env", response_model=MlflowAccess, tags=["tokens"])
+def mlflow_env(request: Request, response: Response, who: CallerDep) -> MlflowAccess:
+    """The caller's MLflow identity: its team's (the admin token: the admin's), with which
+    MLflow's own clients and UI read the team's runs. Not cached: the answer holds a password."""
+    ctx = context(request)
+    response.headers["Cache-Control"] = "no-store"
+    uri = ctx.settings.tracking_uri
+    if ctx.mlflow is None:
+        return MlflowAccess(tracking_uri=uri)
+    identity = ctx.mlflow.admin if who.admin else ctx.mlflow.team(str(who.team))
+    return MlflowAccess(
+        tracking_uri=uri, username=identity.username,
+        password=identity.password.get_secret_value(),
+    )  # fmt: skip
 
 
 def _require_known(ctx: Any, team: str) -> None:

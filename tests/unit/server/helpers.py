@@ -21,6 +21,7 @@ from flywheel.backends.base import JobInfo, JobState
 from flywheel.errors import JobNotFoundError
 from flywheel.plans import JobPlan
 from flywheel.server.app import create_app
+from flywheel.server.mlflow_identities import MlflowIdentities
 from flywheel.settings import Settings
 from flywheel.specs.teams import Resources, TeamsSpec
 
@@ -131,12 +132,13 @@ class ControlPlane:
 
 @contextmanager
 def running_plane(
-    settings: Settings, teams: TeamsSpec, backend: MemoryBackend
-) -> Iterator[ControlPlane]:
+    settings: Settings, teams: TeamsSpec, backend: MemoryBackend,
+    mlflow: MlflowIdentities | None = None,
+) -> Iterator[ControlPlane]:  # fmt: skip
     """A control plane app (queue driver left to the test) with a token for each of the first
     two teams (none where there are fewer)."""
     runs = RunLedger()
-    app = create_app(settings, teams, backend, run_queue=False, end_runs=runs)
+    app = create_app(settings, teams, backend, run_queue=False, end_runs=runs, mlflow=mlflow)
     with TestClient(app) as http:
         admin = bearer(settings.admin_token_path.read_text().strip())
         tokens = [

@@ -1,0 +1,109 @@
+"""The MLflow identities the control plane manages, through the REST API of MLflow's basic-auth
+app, as its admin.
+
+A team's user is created the first time the team needs it (a job, ``flywheel mlflow env``) and
+its password set to the one derived for it (:mod:`flywheel.mlflow_auth`), so a user left by an
+older admin password is brought back in line. Each team may write to the shared rollout
+experiment (serving records there on its behalf); everything else a team can see in MLflow is
+what its own identity created. The serving reader may read every experiment and registered model
+and write nothing.
+
+Errors become :class:`~flywheel.errors.PlatformError` with MLflow's status and error code only:
+no request body (passwords) ever reaches a message or a log.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import httpx
+
+from flywheel.errors import PlatformError
+from flywheel.mlflow_auth import MlflowIdentity, serving_identity, team_identity
+
+_CREATE_USER = "/api/2.0/mlflow/users/create"
+_UPDATE_PASSWORD = "/api/2.0/mlflow/users/update-password"
+_GRANT = "/api/3.0/mlflow/users/permissions/grant"
+_ALREADY_EXISTS = "RESOURCE_ALREADY_EXISTS"
+_TIMEOUT_S = 30.0
+
+
+class MlflowIdentities:
+    """The admin identity, and the team and serving identities it manages on one MLflow server.
+
+    ``shared_experiment`` returns the id of the rollout experiment (created by the admin when
+    missing); each team gets EDIT on it.
+    """
+
+    def __init__(
+        self, tracking_uri: str, admin: MlflowIdentity, shared_experiment: Callable[[], str],
+        http: httpx.Client | None = None,
+    ) -> None:  # fmt: skip
+        self.tracking_uri = tracking_uri
+        self.admin = admin
+        self._shared_experiment = shared_experiment
+        self._http = http or httpx.Client(timeout=_TIMEOUT_S, trust_env=False)
+        self._ready: set[str] = set()
+        self._lock = threading.Lock()
+
+    def team(self, team: str) -> MlflowIdentity:
+        """``team``'s identity, its user created (or its password reset) on first use."""
+        identity = team_identity(self.admin, team)
+        with self._lock:
+            if identity.username not in self._ready:
+                self._ensure_user(identity)
+                self._grant(identity.username, "experiment", self._shared_experiment(), "EDIT")
+                self._ready.add(identity.username)
+        return identity
+
+    def serving(self) -> MlflowIdentity:
+        """The serving reader, its user and its read grants made on first use."""
+        identity = serving_identity(self.admin)
+        with self._lock:
+            if identity.username not in self._ready:
+                self._ensure_user(identity)
+                for resource_type in ("experiment", "registered_model"):
+                    self._grant(identity.username, resource_type, "*", "READ")
+                self._ready.add(identity.username)
+        return identity
+
+    def _ensure_user(self, identity: MlflowIdentity) -> None:
+        body = {"username": identity.username, "password": identity.password.get_secret_value()}
+        if not self._post(_CREATE_USER, body, "POST"):
+            self._post(_UPDATE_PASSWORD, body, "PATCH")
+
+    def _grant(self, username: str, resource_type: str, resource_id: str, permission: str) -> None:
+        body = {
+            "username": username, "resource_type": resource_type, "resource_id": resource_id,
+            "permission": permission,
+        }  # fmt: skip
+        self._post(_GRANT, body, "POST")
+
+    def _post(self, path: str, body: dict[str, str], method: str) -> bool:
+        """Send ``body`` as the admin: True when done, False when it existed already."""
+        auth = (self.admin.username, self.admin.password.get_secret_value())
+        url = self.tracking_uri.rstrip("/") + path
+        try:
+            response = self._http.request(method, url, json=body, auth=auth)
+        except httpx.HTTPError as e:
+            raise PlatformError(
+                f"cannot reach MLflow at {self.tracking_uri} ({type(e).__name__}) to manage its "
+                "users; is the platform up (`flywheel status`)?"
+            ) from None  # the request, and so the password, stays out of the traceback
+        if response.is_success:
+            return True
+        code = _error_code(response)
+        if code == _ALREADY_EXISTS:
+            return False
+        raise PlatformError(
+            f"MLflow refused to manage user {body['username']!r}: HTTP {response.status_code} "
+            f"{code}; check the MLflow admin password in the auth config of `flywheel up`"
+        )
+
+
+def _error_code(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("error_code", ""))
+    except (ValueError, AttributeError):
+        return ""
