@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -17,8 +17,11 @@ import torch
 from benchmarks.serving.model import TRAIN_STEPS, train_digits
 from mlflow import MlflowClient
 from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
+from pydantic import SecretStr
 
+from flywheel.client import Client
 from flywheel.mlflow_auth import read_auth_config
 from flywheel.settings import Settings
 
@@ -45,6 +48,31 @@ def mlflow_admin(settings: Settings) -> Iterator[None]:
         for name, value in config.admin.env().items():
             patch.setenv(name, value)
         yield
+
+
+@contextmanager
+def acting_as(username: str | None, password: str | None) -> Iterator[None]:
+    """This process's MLflow calls made with these credentials (None: without any)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in (("MLFLOW_TRACKING_USERNAME", username),
+                            ("MLFLOW_TRACKING_PASSWORD", password)):  # fmt: skip
+            if value is None:
+                patch.delenv(name, raising=False)
+            else:
+                patch.setenv(name, value)
+        yield
+
+
+def error_code(call: Callable[[], object]) -> str:
+    with pytest.raises(MlflowException) as caught:
+        call()
+    return caught.value.error_code
+
+
+def team_settings(settings: Settings, team: str) -> Settings:
+    """The platform's settings with a new token of ``team`` (issued with the admin token)."""
+    token = Client(settings).create_token(team).token
+    return settings.model_copy(update={"token": SecretStr(token)})
 
 
 def run_cli(

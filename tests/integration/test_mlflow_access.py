@@ -10,16 +10,12 @@ from __future__ import annotations
 import functools
 import shlex
 import stat
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import mlflow.artifacts
 import pytest
 from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
-from pydantic import SecretStr
 
 from flywheel.client import Client
 from flywheel.local import RAY, PlatformStatus
@@ -27,34 +23,9 @@ from flywheel.mlflow_auth import read_auth_config, serving_identity
 from flywheel.settings import Settings
 from flywheel.wire import MlflowAccess
 
-from .helpers import run_cli
+from .helpers import acting_as, error_code, run_cli, team_settings
 
 pytestmark = pytest.mark.integration
-
-
-@contextmanager
-def acting_as(username: str | None, password: str | None) -> Iterator[None]:
-    """This process's MLflow calls made with these credentials (None: without any)."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in (("MLFLOW_TRACKING_USERNAME", username),
-                            ("MLFLOW_TRACKING_PASSWORD", password)):  # fmt: skip
-            if value is None:
-                patch.delenv(name, raising=False)
-            else:
-                patch.setenv(name, value)
-        yield
-
-
-def error_code(call: Callable[[], object]) -> str:
-    with pytest.raises(MlflowException) as caught:
-        call()
-    return caught.value.error_code
-
-
-def team_settings(settings: Settings, team: str) -> Settings:
-    """The platform's settings with a new token of ``team`` (issued with the admin token)."""
-    token = Client(settings).create_token(team).token
-    return settings.model_copy(update={"token": SecretStr(token)})
 
 
 def test_each_team_reads_its_own_runs_and_models_and_nothing_of_another_team(

@@ -11,13 +11,23 @@ from pathlib import Path
 import mlflow.pytorch
 import pytest
 from mlflow import MlflowClient
+from mlflow.entities import Run
 
 from flywheel.client import Client
 from flywheel.local import PlatformStatus
 from flywheel.settings import Settings
 from flywheel.tracking import TAG_FAILURE_REASON
 
-from .helpers import EXPERIMENTS, REPO, copy_experiment, run_cli, run_of_job
+from .helpers import (
+    EXPERIMENTS,
+    REPO,
+    acting_as,
+    copy_experiment,
+    error_code,
+    run_cli,
+    run_of_job,
+    team_settings,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -59,6 +69,28 @@ def test_digits_end_to_end_through_the_cli(
     mlflow.set_tracking_uri(platform_settings.tracking_uri)
     model = mlflow.pytorch.load_model(f"models:/digits-e2e/{version.version}")
     assert model(__import__("torch").zeros(3, 64)).shape == (3, 10)
+    _assert_the_run_and_model_are_the_teams_alone(platform_settings, job_id, run)
+
+
+def _assert_the_run_and_model_are_the_teams_alone(
+    settings: Settings, job_id: str, run: Run
+) -> None:
+    """The job ran as its team's MLflow identity (vision): the team reads what it created,
+    another team reads none of it, and the password is in no param, tag or job log."""
+    client = MlflowClient(settings.tracking_uri)
+    vision = Client(team_settings(settings, "vision")).mlflow_env()
+    language = Client(team_settings(settings, "language")).mlflow_env()
+    with acting_as(vision.username, vision.password):
+        assert client.get_run(run.info.run_id).info.status == "FINISHED"
+        assert client.get_registered_model("digits-e2e").name == "digits-e2e"
+    with acting_as(language.username, language.password):
+        assert error_code(lambda: client.get_run(run.info.run_id)) == "PERMISSION_DENIED"
+        assert error_code(lambda: client.get_registered_model("digits-e2e")) == (
+            "PERMISSION_DENIED"
+        )
+    assert vision.password
+    recorded = str(run.data.params) + str(run.data.tags) + Client(settings).logs(job_id)
+    assert vision.password not in recorded
 
 
 @pytest.mark.timeout(300)
