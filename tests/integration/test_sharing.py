@@ -8,6 +8,7 @@ head): about 20 s to start. The test takes about 3 minutes on 2 cores.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -23,6 +24,7 @@ from optuna.storages.journal import JournalFileBackend
 from pydantic import SecretStr
 
 from flywheel.client import Client
+from flywheel.errors import PortInUseError
 from flywheel.local import EmbeddedPlatform
 from flywheel.settings import Settings
 
@@ -117,10 +119,10 @@ def test_a_borrower_outlives_preemption_and_a_killed_ray_head_without_rerunning_
 
     kill_ray_head(shared)
     headless = study_trials(shared, "borrower", "wide", study)
-    EmbeddedPlatform(shared).up()  # what an operator runs: starts Ray again, keeps the rest
+    start_again(shared)  # starts Ray again; MLflow and the control plane kept running
 
     final = wait_for_state(borrower, wide, {"SUCCEEDED", "FAILED"})
-    assert final == "SUCCEEDED", borrower.job(wide).message + borrower.logs(wide)[-4000:]
+    assert final == "SUCCEEDED", [(t.to_state, t.reason) for t in borrower.job(wide).transitions]
     finished = study_trials(shared, "borrower", "wide", study)
     assert len(finished) == 6, "the stage's budget is met exactly"
     assert preempted.items() <= headless.items() <= finished.items(), "no finished trial reran"
@@ -139,20 +141,42 @@ def test_a_borrower_outlives_preemption_and_a_killed_ray_head_without_rerunning_
 
 
 def kill_ray_head(settings: Settings) -> None:
-    """SIGKILL every process of the platform's Ray: the session of `ray start`, and the workers
-    (which carry the head's session folder in their command line)."""
-    pid = int((settings.home / "run" / "ray.pid").read_text())
-    os.killpg(pid, signal.SIGKILL)
+    """SIGKILL every process of the platform's Ray: the session of `ray start`, then, until none
+    is left, every process that names the head's temp folder in its command line (raylet's
+    agents and the workers)."""
+    os.killpg(int((settings.home / "run" / "ray.pid").read_text()), signal.SIGKILL)
     temp = str(settings.resolved_ray_temp_dir.expanduser().absolute())
+    deadline = time.monotonic() + 30
+    while pids := [p for p in _pids_naming(temp) if p != os.getpid()]:
+        assert time.monotonic() < deadline, f"Ray processes {pids} outlived SIGKILL"
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.5)
+
+
+def _pids_naming(text: str) -> list[int]:
+    pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 command = (entry / "cmdline").read_bytes().decode(errors="replace")
+                state = (entry / "stat").read_text().split(") ")[-1][:1]
             except OSError:
-                continue
-            if temp in command and int(entry.name) != os.getpid():
-                os.kill(int(entry.name), signal.SIGKILL)
-    deadline = time.monotonic() + 30
-    while EmbeddedPlatform(settings).status().component("ray").healthy:
-        assert time.monotonic() < deadline, "Ray is still running"
-        time.sleep(0.5)
+                continue  # gone meanwhile
+            if text in command and state != "Z":
+                pids.append(int(entry.name))
+    return pids
+
+
+def start_again(settings: Settings) -> None:
+    """`flywheel up` as an operator runs it after the crash, again while a port the killed
+    processes held is not free yet."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            EmbeddedPlatform(settings).up()
+            return
+        except PortInUseError:
+            assert time.monotonic() < deadline, "the killed Ray's ports stayed taken"
+            time.sleep(1)
