@@ -10,8 +10,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import mlflow.pytorch
+import optuna
 import pytest
 import torch
 from benchmarks.serving.model import TRAIN_STEPS, train_digits
@@ -19,6 +21,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
+from optuna.storages import JournalStorage
 from pydantic import SecretStr
 
 from flywheel.client import Client
@@ -142,3 +145,53 @@ def register_digits_version(
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
     return version
+
+
+def finished_trials(journal: JournalStorage, study_name: str) -> dict[int, dict[str, object]]:
+    """Trials that finished in a search's study (not copied in, not interrupted): number ->
+    params."""
+    study = optuna.load_study(study_name=study_name, storage=journal)
+    interrupted = set(study.user_attrs.get("flywheel.interrupted", []))
+    return {
+        t.number: t.params
+        for t in study.get_trials(deepcopy=False)
+        if t.state.is_finished()
+        and not t.user_attrs.get("flywheel.warm_start")
+        and t.number not in interrupted
+    }
+
+
+def search_spec(name: str, trials: int, team: str = "testing", concurrent: int = 1) -> str:
+    """A one-stage search of slow_digits, about 5 s a trial, ``concurrent`` trials at a time."""
+    return f"""\
+name: {name}
+team: {team}
+task: {{module: task}}
+train:
+  epochs: 2
+  batch_size: 64
+  scaling: {{num_workers: 1}}
+hparams: {{sleep_s: 0.1}}
+checks:
+  baseline: false
+  overfit_one_batch: {{enabled: false}}
+search:
+  metric: val_loss
+  mode: min
+  space:
+    train.optimizer.lr: {{type: loguniform, low: 1.0e-3, high: 3.0e-2}}
+  stages:
+    - {{name: coarse, sampler: random, trials: {trials}, max_concurrent: {concurrent}, seed: 0}}
+tracking:
+  register_model: false
+"""
+
+
+def wait_for_state(client: Any, experiment: str, states: set[str], timeout_s: float = 300) -> str:
+    """Poll the control plane (a ``flywheel.client.Client``) until the experiment reaches one
+    of ``states``; returns it."""
+    deadline = time.monotonic() + timeout_s
+    while (state := client.job(experiment).state) not in states:
+        assert time.monotonic() < deadline, f"{experiment} still {state}"
+        time.sleep(0.5)
+    return state

@@ -8,7 +8,6 @@ jobs one after the other.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import httpx
@@ -19,7 +18,7 @@ from flywheel.client import Client
 from flywheel.local import EmbeddedPlatform, PlatformStatus
 from flywheel.settings import Settings
 
-from .helpers import EXPERIMENTS, copy_experiment, run_cli
+from .helpers import EXPERIMENTS, copy_experiment, run_cli, wait_for_state
 
 pytestmark = pytest.mark.integration
 
@@ -61,15 +60,6 @@ def test_up_starts_the_control_plane_with_a_private_admin_token(
     assert (who.team, who.admin) == ("vision", False)
 
 
-def _wait_for(client: Client, experiment: str, states: set[str], timeout_s: float = 240) -> str:
-    """Poll the control plane until the experiment reaches one of ``states``."""
-    deadline = time.monotonic() + timeout_s
-    while (state := client.job(experiment).state) not in states:
-        assert time.monotonic() < deadline, f"{experiment} still {state}"
-        time.sleep(1)
-    return state
-
-
 @pytest.mark.timeout(600)
 def test_work_beyond_the_quota_waits_for_the_running_job(
     embedded_platform: PlatformStatus, platform_settings: Settings, tmp_path: Path
@@ -78,7 +68,7 @@ def test_work_beyond_the_quota_waits_for_the_running_job(
     solo = _team_client(platform_settings, "solo")
     first = solo.submit(_spec(tmp_path, "solo", "long-first"))
     second = solo.submit(_spec(tmp_path, "solo", "long-second"))
-    _wait_for(solo, first, {"RUNNING"})
+    wait_for_state(solo, first, {"RUNNING"})
 
     assert solo.job(second).state == "QUEUED"
     why = solo.explain(second)
@@ -86,8 +76,8 @@ def test_work_beyond_the_quota_waits_for_the_running_job(
     assert why.blocking_resource == "cpu"
 
     solo.stop(first)
-    assert _wait_for(solo, second, {"ADMITTED", "RUNNING"}) in {"ADMITTED", "RUNNING"}
+    assert wait_for_state(solo, second, {"ADMITTED", "RUNNING"}) in {"ADMITTED", "RUNNING"}
     history = [t.to_state for t in solo.job(first).transitions]
     assert history == ["QUEUED", "ADMITTED", "RUNNING", "STOPPED"]
     solo.stop(second)
-    assert _wait_for(solo, second, {"STOPPED"}) == "STOPPED"
+    assert wait_for_state(solo, second, {"STOPPED"}) == "STOPPED"

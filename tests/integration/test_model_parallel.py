@@ -1,6 +1,6 @@
 """Model-parallel training (fsdp, tp, fsdp+tp) on the real local cluster: each strategy on 2 CPU
 workers (gloo) against one process, a sharded checkpoint round trip, and resuming after a killed
-worker. About 3 minutes in all on 2 cores: 7 short Ray Train runs of a tiny character LM, and
+worker. About 3 minutes in all on 2 cores: 6 short Ray Train runs of a tiny character LM, and
 one submitted job.
 
 Tolerance: the runs are fp32 and differ only in the order of floating-point sums (gradients
@@ -47,8 +47,7 @@ STRATEGIES = {
     "fsdp": None,
     "tp": None,
     "fsdp+tp": {"dp": 1, "tp": 2},  # both code paths: TP over 2 ranks, FSDP over a dp dim of 1
-    "ddp": None,
-}
+}  # DDP against one process: test_training.py
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,15 @@ from flywheel.settings import Settings
 from flywheel.storage.journal import ObjectJournalBackend
 from flywheel.storage.objects import MANIFEST, is_complete_tree
 
-from .helpers import EXPERIMENTS, copy_experiment, mlflow_admin, run_cli, run_of_job
-from .test_search import _finished as finished_trials
+from .helpers import (
+    EXPERIMENTS,
+    copy_experiment,
+    finished_trials,
+    mlflow_admin,
+    run_cli,
+    run_of_job,
+    search_spec,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -66,32 +73,6 @@ def s3_platform(
             s3_server.start()
         s3_server.delete_bucket(bucket)
         shutil.rmtree(home, ignore_errors=True)
-
-
-def search_spec(name: str, trials: int) -> str:
-    """A one-stage search of about 5 s a trial, one trial at a time."""
-    return f"""\
-name: {name}
-team: testing
-task: {{module: task}}
-train:
-  epochs: 2
-  batch_size: 64
-  scaling: {{num_workers: 1}}
-hparams: {{sleep_s: 0.1}}
-checks:
-  baseline: false
-  overfit_one_batch: {{enabled: false}}
-search:
-  metric: val_loss
-  mode: min
-  space:
-    train.optimizer.lr: {{type: loguniform, low: 1.0e-3, high: 3.0e-2}}
-  stages:
-    - {{name: coarse, sampler: random, trials: {trials}, max_concurrent: 1, seed: 0}}
-tracking:
-  register_model: false
-"""
 
 
 @pytest.mark.timeout(900)

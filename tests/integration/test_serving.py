@@ -2,7 +2,8 @@
 
 Cost: about 11 minutes (662 s measured) on 2 cores shared with other test runs; less on an
 idle machine. One experiment (about
-60 s) trains and deploys version 1 through its `serve` section (the job calls the serving
+60 s), submitted and followed through the CLI, trains and deploys version 1 through its `serve`
+section (the job calls the serving
 service, which applies the document through Serve's REST API); later versions are registered in
 this process (2 s each). Each serving operation is a PUT to Serve's REST API and a wait until
 the replicas run the new route (a traffic change: about a second; a new version: a few). The
@@ -14,24 +15,29 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import signal
 import socket
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import hypothesis
+import mlflow.pytorch
 import numpy as np
 import psutil
 import pytest
 import schemathesis
+import torch
 import tritonclient.http as triton
 from hypothesis import HealthCheck, given
 from mlflow import MlflowClient
+from mlflow.entities import Run
 from prometheus_client.parser import text_string_to_metric_families
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 from sklearn.datasets import load_digits
@@ -50,7 +56,16 @@ from flywheel.specs.serving import ServeSpec
 from flywheel.tracking import ROLLOUT_EXPERIMENT, TAG_ROLLOUT_DECISION, TAG_SERVE_SPEC
 from flywheel.wire import ServedVersion
 
-from .helpers import REPO, copy_experiment, register_digits_version, run_cli
+from .helpers import (
+    REPO,
+    acting_as,
+    copy_experiment,
+    error_code,
+    register_digits_version,
+    run_cli,
+    run_of_job,
+    team_settings,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -65,10 +80,18 @@ DIGITS = load_digits()
 PIXELS = (DIGITS.data / 16.0).astype(np.float32)
 
 
+@dataclass(frozen=True)
+class Submitted:
+    """The module's experiment, submitted with ``flywheel submit --follow``."""
+
+    job_id: str
+    stdout: str
+
+
 @pytest.fixture(scope="module")
-def served(
+def submitted(
     embedded_platform: PlatformStatus, platform_settings: Settings, tmp_path_factory: Any
-) -> Iterator[Client]:
+) -> Iterator[Submitted]:
     """Version 1 trained by an experiment whose serve section deploys it (about 60 s)."""
     spec_text = (REPO / "experiments" / "digits" / "train.yaml").read_text()
     spec_text = (
@@ -80,14 +103,18 @@ def served(
     spec = copy_experiment(
         REPO / "experiments" / "digits", tmp_path_factory.mktemp("x") / "d", spec_text
     )
-    client = Client(platform_settings)
-    job_id = client.submit(spec)
-    updates = list(client.follow(job_id, poll_s=2.0))
-    assert updates[-1].job.state == "SUCCEEDED", client.logs(job_id)[-3000:]
     try:
-        yield client
+        result = run_cli(platform_settings, "submit", str(spec), "--follow")
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        job_id = re.search(r"submitted job (\S+)", result.stdout).group(1)  # type: ignore[union-attr]
+        yield Submitted(job_id, result.stdout)
     finally:
-        client.undeploy(MODEL)
+        Client(platform_settings).undeploy(MODEL)
+
+
+@pytest.fixture(scope="module")
+def served(submitted: Submitted, platform_settings: Settings) -> Client:
+    return Client(platform_settings)
 
 
 @pytest.fixture(scope="module")
@@ -175,6 +202,56 @@ def test_the_experiment_deploys_its_model_as_champion(
     assert metadata["outputs"] == [{"name": "output-0", "datatype": "FP32", "shape": [-1, 10]}]
     document = FileDocumentStore(Path(platform_settings.storage_root) / "serving").read()
     assert document.models[MODEL].champion == "1"
+
+
+def test_the_cli_followed_checks_training_tracking_and_registration(
+    submitted: Submitted, platform_settings: Settings
+) -> None:
+    """What `flywheel submit --follow` ran is all in MLflow: run, metrics, data, model."""
+    job_id, stdout = submitted.job_id, submitted.stdout
+    assert "baseline" in stdout and "overfit" in stdout
+    assert f"job {job_id} succeeded" in stdout
+    client = MlflowClient(platform_settings.tracking_uri)
+    run = run_of_job(platform_settings.tracking_uri, job_id)
+    assert run.info.status == "FINISHED"
+    history = client.get_metric_history(run.info.run_id, "val_accuracy")
+    assert sorted(m.step for m in history) == [1, 2, 3]
+    assert {"train_loss", "val_loss", "baseline_val_accuracy", "overfit_final_loss"} <= set(
+        run.data.metrics
+    )
+    assert run.data.params["train.scaling.num_workers"] == "1"
+    assert run.data.params["version.ray"] == "2.60.0"
+    inputs = {i.tags[0].value: i.dataset for i in run.inputs.dataset_inputs}
+    assert set(inputs) == {"training", "validation"}
+    assert inputs["training"].digest == run.data.tags["flywheel.snapshot"][:36]
+    assert run.data.tags["flywheel.snapshot_url"].endswith(run.data.tags["flywheel.snapshot"])
+    assert "spec/train.yaml" in [a.path for a in client.list_artifacts(run.info.run_id, "spec")]
+    version = client.get_model_version(MODEL, "1")
+    assert version.run_id == run.info.run_id
+    assert version.tags["flywheel.profile"] == "profile/training_profile.json"
+    mlflow.set_tracking_uri(platform_settings.tracking_uri)
+    model = mlflow.pytorch.load_model(f"models:/{MODEL}/1")
+    assert model(torch.zeros(3, 64)).shape == (3, 10)
+    _assert_the_run_and_model_are_the_teams_alone(platform_settings, job_id, run)
+
+
+def _assert_the_run_and_model_are_the_teams_alone(
+    settings: Settings, job_id: str, run: Run
+) -> None:
+    """The job ran as its team's MLflow identity (vision): the team reads what it created,
+    another team reads none of it, and the password is in no param, tag or job log."""
+    client = MlflowClient(settings.tracking_uri)
+    vision = Client(team_settings(settings, "vision")).mlflow_env()
+    language = Client(team_settings(settings, "language")).mlflow_env()
+    with acting_as(vision.username, vision.password):
+        assert client.get_run(run.info.run_id).info.status == "FINISHED"
+        assert client.get_registered_model(MODEL).name == MODEL
+    with acting_as(language.username, language.password):
+        assert error_code(lambda: client.get_run(run.info.run_id)) == "PERMISSION_DENIED"
+        assert error_code(lambda: client.get_registered_model(MODEL)) == ("PERMISSION_DENIED")
+    assert vision.password
+    recorded = str(run.data.params) + str(run.data.tags) + Client(settings).logs(job_id)
+    assert vision.password not in recorded
 
 
 def test_plain_http_inference_answers_with_the_version(served: Client, http: httpx.Client) -> None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TypeVar
@@ -21,6 +23,13 @@ from flywheel.plans import META_BUNDLE, META_EXPERIMENT, META_SPEC_SHA256, META_
 from flywheel.specs.teams import Resources
 
 T = TypeVar("T")
+
+_log = logging.getLogger(__name__)
+#: A server error of the Jobs API (as the Ray SDK words it), which a cluster that has just
+#: started answers until its job agent is ready ("No available agent to submit job").
+_SERVER_ERROR = re.compile(r"status code 5\d\d")
+#: Waits before submitting again after a server error: about 30 s in all, then it is refused.
+_SUBMIT_RETRY_DELAYS_S = (1.0, 2.0, 4.0, 8.0, 15.0)
 
 _CHATTY_LOGGERS = ("ray.dashboard.modules.dashboard_sdk", "ray._private.runtime_env.packaging")
 
@@ -41,15 +50,24 @@ class RayJobsBackend:
             "excludes": BUNDLE_EXCLUDES,
             "env_vars": plan.env_vars,
         }
-        try:
-            return self._jobs().submit_job(
-                entrypoint=plan.entrypoint,
-                submission_id=plan.job_id,
-                runtime_env=runtime_env,
-                metadata=plan.metadata,
-            )
-        except RuntimeError as e:
-            raise JobError(f"the Ray Jobs API refused the job: {e}") from e
+        for delay_s in (*_SUBMIT_RETRY_DELAYS_S, None):
+            try:
+                return self._jobs().submit_job(
+                    entrypoint=plan.entrypoint,
+                    submission_id=plan.job_id,
+                    runtime_env=runtime_env,
+                    metadata=plan.metadata,
+                )
+            except requests.exceptions.ConnectionError as e:
+                raise PlatformError(f"lost the Ray Jobs API at {self._address}: {e}") from e
+            except RuntimeError as e:
+                if delay_s is not None and "already exists" in str(e):
+                    return plan.job_id  # an earlier try that answered 5xx did submit it
+                if delay_s is None or not _SERVER_ERROR.search(str(e)):
+                    raise JobError(f"the Ray Jobs API refused the job: {e}") from e
+                _log.warning("the Ray Jobs API failed (%s); trying again in %.0f s", e, delay_s)
+            time.sleep(delay_s)
+        raise AssertionError("unreachable")
 
     def submit_command(self, entrypoint: str, metadata: dict[str, str]) -> str:
         """Run a command of the installed flywheel (no working directory) as a job."""

@@ -126,7 +126,7 @@ class QueueDriver:
                 experiment.last_checkpoint_at_s = saved_s
 
     def _close_runs(self, job_id: str, reason: str) -> None:
-        """End the vanished job's runs; a tracking server that is down only leaves them open."""
+        """End the runs the job left RUNNING; a tracking server that is down leaves them open."""
         if self._end_runs is None:
             return
         try:
@@ -138,17 +138,23 @@ class QueueDriver:
         message = job.message[:2000]
         if job.state == "SUCCEEDED":
             move(session, experiment, "SUCCEEDED", f"job {job.job_id} succeeded", message=message)
-        elif job.state == "FAILED":
-            move(session, experiment, "FAILED", f"job {job.job_id} failed", message=message)
+            return
+        if job.state == "FAILED":
+            reason = f"job {job.job_id} failed"
+            moved = move(session, experiment, "FAILED", reason, message=message)
         elif experiment.state == "PREEMPTING" and not experiment.stop_requested:
             lost = gpu_minutes_lost(experiment, time.time())
-            move(
-                session, experiment, "PREEMPTED", f"job {job.job_id} drained; waits to resume",
+            reason = f"job {job.job_id} drained; waits to resume"
+            moved = move(
+                session, experiment, "PREEMPTED", reason,
                 gpu_minutes_lost=experiment.gpu_minutes_lost + lost, message=message,
             )  # fmt: skip
         else:
             why = "stopped on request" if experiment.stop_requested else "stopped on the cluster"
-            move(session, experiment, "STOPPED", f"job {job.job_id} {why}", message=message)
+            reason = f"job {job.job_id} {why}"
+            moved = move(session, experiment, "STOPPED", reason, message=message)
+        if moved:  # the driver ends its own run; trials killed with it leave theirs RUNNING
+            self._close_runs(job.job_id, reason)
 
     def _preempt(self, session: Session, victim_id: str, reason: str) -> None:
         victim = session.get(Experiment, victim_id)

@@ -88,7 +88,9 @@ def test_stopping_a_running_experiment_stops_its_job(control: ControlPlane, tmp_
     control.step()
     assert control.backend.stopped == [experiment]
     control.step()
-    assert _history(control, experiment)[-1] == ("STOPPED", f"job {experiment} stopped on request")
+    reason = f"job {experiment} stopped on request"
+    assert _history(control, experiment)[-1] == ("STOPPED", reason)
+    assert control.runs.ended == [(experiment, reason)], "runs its trials left RUNNING are ended"
 
 
 def test_stopping_a_waiting_experiment_is_immediate(control: ControlPlane, tmp_path: Path) -> None:
@@ -105,6 +107,7 @@ def test_a_failed_job_fails_the_experiment(control: ControlPlane, tmp_path: Path
     control.backend.jobs[experiment].state = "FAILED"
     control.step()
     assert _state(control, experiment) == "FAILED"
+    assert control.runs.ended == [(experiment, f"job {experiment} failed")]
 
 
 def test_the_queue_survives_a_restart(tmp_path: Path) -> None:
@@ -178,6 +181,7 @@ def test_an_owner_preempts_borrowed_work_which_resumes_later(
     assert control.backend.stopped == [borrowed]
     control.step()  # the drained job has stopped: its resources are free
     assert _state(control, borrowed) == "PREEMPTED" and _state(control, owner) == "ADMITTED"
+    assert [job for job, _ in control.runs.ended] == [borrowed]
     explained = control.http.get(
         f"/api/v1/experiments/{borrowed}/explain", headers=control.language
     ).json()

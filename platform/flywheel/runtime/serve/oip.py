@@ -14,6 +14,7 @@ answers with values JSON cannot carry either).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -186,6 +187,7 @@ def parse_feedback(body: bytes) -> tuple[str, int | float | str]:
     return request_id, label
 
 
+@functools.cache  # every request asks it of the same few signature dtypes
 def datatype_of(dtype: str) -> str:
     """The OIP datatype of a numpy dtype name (``float32`` -> ``FP32``)."""
     try:

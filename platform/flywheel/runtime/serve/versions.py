@@ -1,14 +1,18 @@
 """Model versions loaded inside an ingress replica, and how they run a request.
 
 A small model's every served version lives in each replica, so that a request is answered
-where it arrives (no second hop). Concurrent requests may be batched (``@serve.batch``); the
-model runs on a thread of its own, so that the replica's event loop keeps answering.
+where it arrives (no second hop). Concurrent requests may be batched (``@serve.batch``). A
+forward pass expected to take under :data:`INLINE_FORWARD_S` runs on the replica's event loop:
+handing it to a thread costs two thread wake-ups (0.2 ms and more on a busy machine), more than
+the pass itself. A longer one runs on the version's thread, so that the event loop keeps
+answering. Either way one version runs one forward pass at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -21,6 +25,8 @@ from flywheel.tracking import ServingModel, TensorInfo, load_serving_model
 
 Inputs = tuple[np.ndarray, ...]
 Outputs = tuple[np.ndarray, ...]
+#: A forward pass expected to take less than this (s) runs on the event loop, not on a thread.
+INLINE_FORWARD_S = 0.001
 
 
 class LoadedVersion:
@@ -35,6 +41,8 @@ class LoadedVersion:
         with contextlib.suppress(NotImplementedError):  # exported (pt2) graphs are always eval
             self._module.eval()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"v{version}")
+        self._threaded = 0  # forward passes handed to the thread and not yet done
+        self._row_s = float("inf")  # seconds per row of the last pass: the first one is threaded
         # One batch queue per version: @serve.batch on a method would share one across instances.
         self._batched: Any = serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)(
             self._run_batch
@@ -50,8 +58,7 @@ class LoadedVersion:
     async def predict(self, inputs: Inputs) -> Outputs:
         """The model's outputs (in its signature's order) for the rows of one request."""
         if not self._batching:
-            loop = asyncio.get_running_loop()
-            return (await loop.run_in_executor(self._executor, self._forward, [inputs]))[0]
+            return (await self._run_batch([inputs]))[0]
         result: Outputs = await self._batched(inputs)
         return result
 
@@ -59,11 +66,21 @@ class LoadedVersion:
         self._executor.shutdown(wait=False)
 
     async def _run_batch(self, requests: list[Inputs]) -> list[Outputs]:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._forward, requests)
+        """One forward pass: on the event loop when it is expected to be short and no pass is
+        running on the thread (a version runs one at a time), else on the thread."""
+        rows = sum(len(r[0]) for r in requests)
+        if self._threaded == 0 and rows * self._row_s < INLINE_FORWARD_S:
+            return self._forward(requests)
+        self._threaded += 1
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._executor, self._forward, requests)
+        finally:
+            self._threaded -= 1
 
     def _forward(self, requests: list[Inputs]) -> list[Outputs]:
         """One model call over the rows of every request; the outputs split back per request."""
+        started = time.perf_counter()
         sizes = [len(r[0]) for r in requests]
         tensors = [
             torch.from_numpy(np.concatenate([r[i] for r in requests])).to(self._device)
@@ -73,6 +90,9 @@ class LoadedVersion:
             answer = self._module(*tensors)
         outputs = answer if isinstance(answer, tuple | list) else (answer,)
         arrays = [_to_numpy(o) for o in outputs]
+        self._row_s = (time.perf_counter() - started) / max(sum(sizes), 1)
+        if len(requests) == 1:
+            return [tuple(arrays)]
         cuts = np.cumsum(sizes)[:-1]
         per_output = [np.split(a, cuts) for a in arrays]
         return [tuple(parts[k] for parts in per_output) for k in range(len(requests))]
