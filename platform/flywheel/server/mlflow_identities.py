@@ -16,15 +16,20 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 
 from flywheel.errors import PlatformError
 from flywheel.mlflow_auth import MlflowIdentity, serving_identity, team_identity
+from flywheel.tracking import TAG_TEAM
 
 _CREATE_USER = "/api/2.0/mlflow/users/create"
 _UPDATE_PASSWORD = "/api/2.0/mlflow/users/update-password"
 _GRANT = "/api/3.0/mlflow/users/permissions/grant"
+_SEARCH_EXPERIMENTS = "/api/2.0/mlflow/experiments/search"
+_SEARCH_MODELS = "/api/2.0/mlflow/registered-models/search"
+_GET_RUN = "/api/2.0/mlflow/runs/get"
 _ALREADY_EXISTS = "RESOURCE_ALREADY_EXISTS"
 _TIMEOUT_S = 30.0
 
@@ -54,8 +59,50 @@ class MlflowIdentities:
             if identity.username not in self._ready:
                 self._ensure_user(identity)
                 self._grant(identity.username, "experiment", self._shared_experiment(), "EDIT")
+                self._adopt(identity.username, team)
                 self._ready.add(identity.username)
         return identity
+
+    def _adopt(self, username: str, team: str) -> None:
+        """Give the team MANAGE on what its jobs made before MLflow had authentication (owned by
+        no user then): its experiments (``<team>/...``, the default name) and the registered
+        models whose latest version comes from a run tagged with the team. A grant is an
+        upsert, so what the team created itself is unchanged."""
+        experiments = self._get(_SEARCH_EXPERIMENTS, {"max_results": "1000"}).get("experiments")
+        for experiment in experiments or []:
+            if str(experiment.get("name", "")).startswith(f"{team}/"):
+                self._grant(username, "experiment", str(experiment["experiment_id"]), "MANAGE")
+        models = self._get(_SEARCH_MODELS, {"max_results": "1000"}).get("registered_models")
+        for model in models or []:
+            versions = model.get("latest_versions") or []
+            latest = max(versions, key=lambda v: int(v["version"]), default=None)
+            if latest and latest.get("run_id") and self._run_team(latest["run_id"]) == team:
+                self._grant(username, "registered_model", str(model["name"]), "MANAGE")
+
+    def _run_team(self, run_id: str) -> str | None:
+        run = self._get(_GET_RUN, {"run_id": run_id}).get("run") or {}
+        tags = run.get("data", {}).get("tags") or []
+        return next((str(t.get("value")) for t in tags if t.get("key") == TAG_TEAM), None)
+
+    def _get(self, path: str, params: dict[str, str]) -> dict[str, Any]:
+        """A read as the admin; an answer that is not JSON, or a missing run, reads as empty."""
+        auth = (self.admin.username, self.admin.password.get_secret_value())
+        try:
+            response = self._http.get(
+                self.tracking_uri.rstrip("/") + path, params=params, auth=auth
+            )
+        except httpx.HTTPError as e:
+            raise PlatformError(
+                f"cannot reach MLflow at {self.tracking_uri} ({type(e).__name__}); is the "
+                "platform up (`flywheel status`)?"
+            ) from None
+        if not response.is_success:
+            return {}
+        try:
+            answer = response.json()
+        except ValueError:
+            return {}
+        return answer if isinstance(answer, dict) else {}
 
     def serving(self) -> MlflowIdentity:
         """The serving reader, its user and its read grants made on first use."""

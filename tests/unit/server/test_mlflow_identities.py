@@ -29,7 +29,7 @@ from flywheel.mlflow_auth import MlflowIdentity, team_identity
 from flywheel.server.app import create_app
 from flywheel.server.mlflow_identities import MlflowIdentities
 from flywheel.settings import Settings
-from flywheel.tracking import ROLLOUT_EXPERIMENT, ensure_experiment
+from flywheel.tracking import ROLLOUT_EXPERIMENT, TAG_TEAM, ensure_experiment
 
 from .helpers import (
     TEAMS,
@@ -105,6 +105,32 @@ def test_a_team_reads_its_own_runs_and_models_only(
         assert "vision/only" not in names
     with acting_as(None):
         assert denied(functools.partial(client.get_run, run_id)) == "UNAUTHENTICATED"
+
+
+def test_a_team_adopts_what_its_jobs_made_before_mlflow_had_authentication(
+    server: AuthMlflowServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Made by the admin, as every run of a home from before authentication reads now: the
+    team's identity takes its experiments and its models over on first use, no other team."""
+    for name, value in server.config.admin.env().items():
+        monkeypatch.setenv(name, value)
+    client = MlflowClient(server.url)
+    experiment_id = client.create_experiment("adopter/old")
+    run_id = client.create_run(experiment_id, tags={TAG_TEAM: "adopter"}).info.run_id
+    client.create_registered_model("adopter-old")
+    client.create_model_version("adopter-old", f"runs:/{run_id}/model", run_id=run_id)
+    rollouts = functools.partial(ensure_experiment, server.url, ROLLOUT_EXPERIMENT)
+    identities = MlflowIdentities(server.url, server.config.admin, rollouts)
+
+    with acting_as(identities.team("adopter")):
+        assert client.get_run(run_id).info.experiment_id == experiment_id
+        assert client.get_registered_model("adopter-old").name == "adopter-old"
+        client.log_param(run_id, "resumed", "yes")
+    with acting_as(identities.team("adopter-x")):  # a name that starts the same
+        assert denied(functools.partial(client.get_run, run_id)) == "PERMISSION_DENIED"
+        assert denied(functools.partial(client.get_registered_model, "adopter-old")) == (
+            "PERMISSION_DENIED"
+        )
 
 
 def test_the_serving_reader_reads_every_team_and_writes_nothing(
