@@ -539,6 +539,9 @@ def _child_env(settings: Settings, home: Path, extra: dict[str, str]) -> dict[st
     python_bin = str(Path(sys.executable).parent)
     env["PATH"] = os.pathsep.join([python_bin, env.get("PATH", "")]).rstrip(os.pathsep)
     env["MLFLOW_TRACKING_URI"] = settings.tracking_uri
+    # MLflow's usage telemetry would call out of the machine, and its client thread sets and
+    # unsets a variable of os.environ, which races with any thread that reads the environment.
+    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
     env["FLYWHEEL_HOME"] = str(home)
     env["FLYWHEEL_STORAGE_ROOT"] = settings.storage_root
     env.update(extra)
