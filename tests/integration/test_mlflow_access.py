@@ -29,11 +29,12 @@ pytestmark = pytest.mark.integration
 
 
 def test_each_team_reads_its_own_runs_and_models_and_nothing_of_another_team(
-    embedded_platform: PlatformStatus, platform_settings: Settings, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+    embedded_platform: PlatformStatus, platform_settings: Settings, tmp_path: Path
+) -> None:
     uri = platform_settings.tracking_uri
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # the registry of `models:/` URIs too
+    # `models:/` URIs resolve through the process's tracking URI, which a test of another
+    # platform may have set before: set it, as the other tests that load models do.
+    mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)
     vision = Client(team_settings(platform_settings, "vision")).mlflow_env()
     language = Client(team_settings(platform_settings, "language")).mlflow_env()
@@ -106,7 +107,9 @@ def test_flywheel_mlflow_env_prints_exports_mlflow_clients_work_with(
     with pytest.MonkeyPatch.context() as patch:
         for name, value in exports.items():
             patch.setenv(name, value)
-        names = [e.name for e in MlflowClient().search_experiments()]
+        # The URI given explicitly: an earlier test's mlflow.set_tracking_uri would win over it.
+        client = MlflowClient(exports["MLFLOW_TRACKING_URI"])
+        names = [e.name for e in client.search_experiments()]
     assert "language/mlflow-env" in names
     assert "vision/mlflow-access" not in names
     admin = run_cli(platform_settings, "mlflow", "env")  # the admin token file of `up`
