@@ -50,6 +50,7 @@ class RayJobsBackend:
             "excludes": BUNDLE_EXCLUDES,
             "env_vars": plan.env_vars,
         }
+        retried = False
         for delay_s in (*_SUBMIT_RETRY_DELAYS_S, None):
             try:
                 return self._jobs().submit_job(
@@ -61,12 +62,13 @@ class RayJobsBackend:
             except requests.exceptions.ConnectionError as e:
                 raise PlatformError(f"lost the Ray Jobs API at {self._address}: {e}") from e
             except RuntimeError as e:
-                if delay_s is not None and "already exists" in str(e):
+                if retried and "already exists" in str(e):
                     return plan.job_id  # an earlier try that answered 5xx did submit it
                 if delay_s is None or not _SERVER_ERROR.search(str(e)):
                     raise JobError(f"the Ray Jobs API refused the job: {e}") from e
                 _log.warning("the Ray Jobs API failed (%s); trying again in %.0f s", e, delay_s)
             time.sleep(delay_s)
+            retried = True
         raise AssertionError("unreachable")
 
     def submit_command(self, entrypoint: str, metadata: dict[str, str]) -> str:
