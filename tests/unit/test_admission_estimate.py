@@ -144,8 +144,8 @@ def test_estimates_are_never_before_now_and_now_for_what_is_admitted_now(
 
 
 def test_a_workload_admitted_now_is_estimated_now_even_if_a_later_round_reclaims_it() -> None:
-    """Found by the property test: q5 borrows now, and a later round at the same time reclaims
-    the loan for the lender's queued work; its estimate is its first admission, now."""
+    """Found by the property test: q5 borrows now, and when q3 ends (10 s later) the lender
+    reclaims the loan for its queued q6; q5's estimate is its first admission, now."""
     workloads = [
         queued("q0", "vision", 1, 0.0, None), queued("q1", "vision", 1, 1.0, None),
         queued("q2", "vision", 1, 2.0, None), queued("q3", "language", 1, 3.0, 10.0),

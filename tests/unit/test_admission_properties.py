@@ -279,6 +279,21 @@ def test_histories_of_borrowing_and_reclaiming_keep_the_invariants(data: st.Data
     replay(data, spec, capacity, lambda step: names[:1] if step < 2 else names[1:], gpus)
 
 
+def check_no_loan_is_reclaimed_at_once(
+    spec: TeamsSpec, capacity: Resources, world: dict[str, Workload], decision: Decision
+) -> None:
+    """Applied, and decided again at the same moment with nothing else changed, a decision
+    preempts none of the work it just admitted: no loan is given and taken back at once."""
+    settled = dict(world)
+    for workload_id in decision.admit:
+        settled[workload_id] = replace(settled[workload_id], state="admitted", admitted_at_s=1.0)
+    for preemption in decision.preempt:
+        settled[preemption.victim] = replace(settled[preemption.victim], draining=True)
+    again = decide(spec, capacity, list(settled.values()))
+    reclaimed = {p.victim for p in again.preempt} & set(decision.admit)
+    assert not reclaimed, f"{sorted(reclaimed)} admitted and preempted at the same moment"
+
+
 def replay(
     data: st.DataObject,
     spec: TeamsSpec,
@@ -295,6 +310,7 @@ def replay(
         check(spec, capacity, world, decision)
         shuffled = data.draw(st.permutations(list(world.values())))
         assert decide(spec, capacity, shuffled) == decision, "the input's order changed it"
+        check_no_loan_is_reclaimed_at_once(spec, capacity, world, decision)
         world = play(data, world, decision, now_s=float(step * 10 + 5))
 
 
