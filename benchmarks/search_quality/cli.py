@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.search_quality.methods import ALL_METHODS, COARSE_TO_FINE, PEERS
+from benchmarks.search_quality.methods import ALL_METHODS, COARSE_TO_FINE, PEERS, SAME_AS
 from benchmarks.search_quality.metrics import Results
 from benchmarks.search_quality.orchestration import measure
 from benchmarks.search_quality.plots import write_plots
@@ -36,7 +36,7 @@ from benchmarks.search_quality.runner import (
 REPO = Path(__file__).resolve().parents[2]
 PLOTS_DIR = REPO / "docs" / "benchmarks"
 FAMILIES = ("analytic", "tabular", "sklearn", "digits")
-DEFAULT_METHODS = [COARSE_TO_FINE, *PEERS]
+DEFAULT_METHODS = [COARSE_TO_FINE, *(peer for peer in PEERS if peer not in SAME_AS)]
 QUICK_PROBLEMS = [
     "branin",
     "hartmann6",

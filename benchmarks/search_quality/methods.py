@@ -9,8 +9,11 @@
   MLP the coarse stage trains a third of the epochs but runs every trial to the end (the
   runtime's ASHA would stop some of them early: the benchmark spends more epochs than flywheel).
 - The single-stage peers, one Optuna study each, as a user of plain Optuna would run them:
-  ``tpe`` (a default ``TPESampler``), ``tpe-mv`` (``multivariate=True``), ``gp``
-  (``GPSampler``), ``cmaes`` (``CmaEsSampler``) and ``random`` (``RandomSampler``).
+  ``tpe`` (a default ``TPESampler``), ``tpe-mv`` (``multivariate=True``), ``tpe-indep``
+  (``multivariate=False``), ``gp`` (``GPSampler``), ``cmaes`` (``CmaEsSampler``) and ``random``
+  (``RandomSampler``). In Optuna 5 a ``TPESampler`` whose ``multivariate`` is unset is
+  multivariate on a single objective (``TPESampler._is_multivariate``), so ``tpe`` and
+  ``tpe-mv`` are the same sampler; ``tpe-indep`` is the independent TPE, Optuna 4's default.
 - variants of coarse-to-fine (:data:`VARIANTS`), to measure a change to the plan.
 
 The coarse stage's random sampler is seeded like the ``random`` method, so on a seed both draw
@@ -52,10 +55,13 @@ from flywheel.specs.search import Narrowing, Param, SearchSpec, Stage, bayesian_
 PEERS: dict[str, Callable[[int], BaseSampler]] = {
     "tpe": lambda seed: TPESampler(seed=seed),
     "tpe-mv": lambda seed: TPESampler(seed=seed, multivariate=True),
+    "tpe-indep": lambda seed: TPESampler(seed=seed, multivariate=False),
     "gp": lambda seed: GPSampler(seed=seed),
     "cmaes": lambda seed: CmaEsSampler(seed=seed, warn_independent_sampling=False),
     "random": lambda seed: RandomSampler(seed=seed),
 }
+#: Peers that are another peer under a second name in this Optuna (not run by default).
+SAME_AS: dict[str, str] = {"tpe-mv": "tpe"}
 COARSE_TO_FINE = "coarse-to-fine"
 #: The share of the budget in the coarse stage of flywheel's previous default plan.
 PREVIOUS_COARSE_SHARE = 0.2

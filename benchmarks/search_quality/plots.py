@@ -23,6 +23,7 @@ COLORS = {
     "coarse-to-fine": "#1f5fa8",
     "tpe": "#e07b10",
     "tpe-mv": "#d62728",
+    "tpe-indep": "#ff9896",
     "gp": "#2a9d4b",
     "cmaes": "#9467bd",
     "random": "#7a7a7a",

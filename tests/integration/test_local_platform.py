@@ -208,28 +208,6 @@ def test_a_component_that_dies_at_start_up_is_reported_and_nothing_is_left(
     _assert_nothing_runs(settings)
 
 
-@pytest.mark.timeout(300)
-def test_down_stops_what_up_started_and_up_ignores_stale_pid_files(
-    free_port_settings: Callable[..., Settings], short_home: Path
-) -> None:
-    settings = free_port_settings(short_home, ray_num_cpus=1)
-    platform = EmbeddedPlatform(settings)
-    _write_stale_pid_files(short_home)
-    try:
-        started = platform.up()
-    finally:
-        stopped = platform.down()
-
-    assert started.started == (RAY, MLFLOW, CONTROL_PLANE)
-    assert started.already_running == ()
-    assert started.status.running
-    assert stopped == (RAY, MLFLOW, CONTROL_PLANE)
-    pids = [c.pid for c in started.status.components if c.pid is not None]
-    assert not [pid for pid in pids if _is_running(pid)]
-    _assert_nothing_runs(settings)
-    assert platform.down() == ()
-
-
 def _wait_for_job(client: JobSubmissionClient, job_id: str) -> JobStatus:
     deadline_s = time.monotonic() + JOB_TIMEOUT_S
     while not (status := client.get_job_status(job_id)).is_terminal():
@@ -279,15 +257,18 @@ def _is_running(pid: int) -> bool:
 
 
 @pytest.mark.timeout(600)
-def test_with_direct_ingress_off_serves_models_through_serves_python_proxy(
+def test_with_direct_ingress_off_models_answer_through_serves_proxy_and_down_stops_it_all(
     free_port_settings: Callable[..., Settings], short_home: Path
 ) -> None:
     """`FLYWHEEL_SERVE_DIRECT_INGRESS=false`: no HAProxy runs, and a deployed model answers
-    through Serve's Python proxy. Cost: about 90 s (a platform, Serve's start, one replica)."""
+    through Serve's Python proxy. `up` ignores the stale pid files a crash left, and `down`
+    stops every process `up` and Serve started. Cost: about 90 s (a platform, Serve's start,
+    one replica)."""
     settings = free_port_settings(short_home, serve_direct_ingress=False)
     platform = EmbeddedPlatform(settings)
+    _write_stale_pid_files(short_home)
     try:
-        platform.up()
+        started = platform.up()
         spec = ServeSpec.model_validate({"resources": {"num_cpus": 0.1}})
         tags = {TAG_SERVE_SPEC: spec.model_dump_json()}
         with mlflow_admin(settings):
@@ -300,11 +281,19 @@ def test_with_direct_ingress_off_serves_models_through_serves_python_proxy(
         )  # fmt: skip
         processes = _platform_process_names(short_home)
     finally:
-        platform.down()
+        stopped = platform.down()
     assert deployed.champion == version
     assert answer.status_code == 200, answer.text
     assert answer.json()["model_version"] == version
     assert "haproxy" not in processes and any("ProxyActor" in p for p in processes), processes
+
+    assert started.started == (RAY, MLFLOW, CONTROL_PLANE)
+    assert started.already_running == ()
+    assert stopped == (RAY, MLFLOW, CONTROL_PLANE)
+    pids = [c.pid for c in started.status.components if c.pid is not None]
+    assert not [pid for pid in pids if _is_running(pid)]
+    _assert_nothing_runs(settings)  # Serve's controller, proxy and replica too
+    assert platform.down() == ()
 
 
 def _platform_process_names(home: Path) -> set[str]:
