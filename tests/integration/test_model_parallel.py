@@ -276,7 +276,7 @@ search:
     train.optimizer.lr: {type: loguniform, low: 1.0e-2, high: 3.0e-1}
   trial_workers: 2
   stages:
-    - {name: only, sampler: random, trials: 2, max_concurrent: 1, seed: 0}
+    - {name: only, sampler: random, trials: 1, max_concurrent: 1, seed: 0}
 tracking:
   register_model: false
 """
@@ -311,7 +311,8 @@ def fsdp_units(model):
 def test_search_trials_train_with_an_fsdp_mesh(
     embedded_platform: PlatformStatus, platform_settings: Settings, tmp_path: Path
 ) -> None:
-    """A search whose trials each shard the model over 2 workers (about a minute here)."""
+    """A search whose trial shards the model over 2 workers, as does the final training (about
+    a minute here)."""
     markers = tmp_path / "markers"
     markers.mkdir()
     folder = tmp_path / "fsdp-trials"
@@ -329,8 +330,8 @@ def test_search_trials_train_with_an_fsdp_mesh(
     assert final.state == "SUCCEEDED", final.message
     parent = run_of_job(platform_settings.tracking_uri, job_id)
     trials = trial_runs(platform_settings.tracking_uri, parent)
-    assert [r.data.tags[TAG_TRIAL_STATE] for r in trials] == ["completed", "completed"]
+    assert [r.data.tags[TAG_TRIAL_STATE] for r in trials] == ["completed"]
     sharded = [p.name for p in markers.iterdir()]
     assert all(name.endswith("-world2") for name in sharded), sharded
-    # 2 trials x 2 workers, then the final retraining's 2 workers: each shards its model.
-    assert len(sharded) >= 6, sharded
+    # The trial's 2 workers, then the final retraining's 2 workers: each shards its model.
+    assert len(sharded) >= 4, sharded

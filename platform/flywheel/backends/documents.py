@@ -9,11 +9,14 @@
   :class:`ObjectDocumentStore` keeps one object per generation, written create-only (S3's
   ``If-None-Match: *``), and reads the newest. Every change raises the generation by one, so
   two writers that start from the same generation race for the same object and only one wins;
-  the loser gets ServeConflictError, as with the file. Older generations stay, as history.
+  the loser gets ServeConflictError, as with the file. The newest :data:`KEEP_GENERATIONS`
+  stay, as history; a write deletes the ones older than those (never the newest, which readers
+  and writers go by; a failed deletion is logged and left for the next write).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -23,10 +26,15 @@ from filelock import FileLock, Timeout
 
 from flywheel.errors import ServeConflictError, ServeError
 from flywheel.serving.document import ServingDocument
-from flywheel.storage.objects import create_bytes, list_names, read_bytes
+from flywheel.errors import StorageError
+from flywheel.storage.objects import create_bytes, list_names, read_bytes, remove
 from flywheel.storage_layout import join, parse_root
 
+_log = logging.getLogger(__name__)
+
 _LOCK_TIMEOUT_S = 30.0
+#: Generations of the serving document an object store keeps (the newest of them is current).
+KEEP_GENERATIONS = 50
 #: Digits of a generation's object name, so that names sort in generation order.
 _GENERATION_DIGITS = 12
 _SUFFIX = ".json"
@@ -95,8 +103,11 @@ class FileDocumentStore:
 class ObjectDocumentStore:
     """The serving document as one object per generation in the folder ``url``."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, keep: int = KEEP_GENERATIONS) -> None:
+        if keep < 1:
+            raise ValueError(f"keep at least the newest generation, not {keep}")
         self._url = url
+        self._keep = keep
 
     def read(self) -> ServingDocument:
         newest = self._newest()
@@ -121,10 +132,23 @@ class ObjectDocumentStore:
                 f"{expected_generation}): another operation won; look with "
                 "`flywheel models` and try again"
             )
+        self._prune(document.generation)
 
     def _newest(self) -> int | None:
-        generations = [g for g in map(_generation, list_names(self._url)) if g is not None]
-        return max(generations, default=None)
+        return max(self._generations(), default=None)
+
+    def _generations(self) -> list[int]:
+        return [g for g in map(_generation, list_names(self._url)) if g is not None]
+
+    def _prune(self, newest: int) -> None:
+        """Delete the generations older than the newest ``keep``; a failure only logs."""
+        try:
+            for generation in sorted(self._generations()):
+                if generation > newest - self._keep:
+                    break
+                remove(join(self._url, _object_name(generation)))
+        except StorageError as e:
+            _log.warning("old serving documents were not pruned (the next write retries): %s", e)
 
 
 def _object_name(generation: int) -> str:

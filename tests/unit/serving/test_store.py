@@ -91,3 +91,22 @@ def test_object_store_writers_on_one_generation_conflict_and_change_nothing(
     with pytest.raises(ServeConflictError, match="past generation 0"):
         store.compare_and_set(0, other)
     assert store.read() == first
+
+
+def test_an_object_store_keeps_the_newest_generations_and_prunes_the_rest(
+    object_root: str,
+) -> None:
+    store = ObjectDocumentStore(object_root, keep=3)
+    document = store.read()
+    for version in range(1, 6):
+        changed = changes.deploy(document, "m", str(version), ServeSpec())
+        store.compare_and_set(document.generation, changed)
+        document = changed
+    assert list_names(object_root) == [f"{g:012d}.json" for g in (3, 4, 5)]
+    assert store.read().models["m"].champion == "5"
+    stale = changes.deploy(ServingDocument(generation=1), "m", "9", ServeSpec())
+    with pytest.raises(ServeConflictError, match="past generation 1"):
+        store.compare_and_set(1, stale)  # its generation was pruned: still a conflict
+    assert list_names(object_root) == [f"{g:012d}.json" for g in (3, 4, 5)]
+    with pytest.raises(ValueError, match="keep at least"):
+        ObjectDocumentStore(object_root, keep=0)
