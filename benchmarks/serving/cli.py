@@ -66,6 +66,9 @@ def main(argv: list[str]) -> None:
     )
     parser.add_argument("--duration-s", type=float, default=5.0, help="measured seconds per level")
     parser.add_argument("--warmup-s", type=float, default=1.0, help="unmeasured seconds first")
+    parser.add_argument("--settle-s", type=float, default=5.0,
+                        help="idle seconds after a server first answers, before its first level: "
+                        "the aftermath of a start or deploy is not measured")  # fmt: skip
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--only", nargs="+", choices=list(PEERS), metavar="PEER",
                         help=f"measure only these ({', '.join(PEERS)}); the generator's ceiling "
@@ -79,6 +82,7 @@ def main(argv: list[str]) -> None:
     results: dict[str, list[LoadResult]] = {}
 
     def measure(port: int, path: str, body: bytes) -> list[LoadResult]:
+        time.sleep(args.settle_s)  # every server alike: not a timing assertion
         measured = []
         for concurrency in args.concurrency:
             spec = LoadSpec("127.0.0.1", port, path, body, concurrency, args.duration_s,
@@ -95,7 +99,7 @@ def main(argv: list[str]) -> None:
         model.train_and_save(saved)
         operations = run_selected(selected, saved, measure, results)
     ordered = {PEERS[key]: results[PEERS[key]] for key in PEERS if PEERS[key] in results}
-    print(report.markdown(ordered, args.duration_s, args.warmup_s))
+    print(report.markdown(ordered, args.duration_s, args.warmup_s, args.settle_s))
     print()
     print("\n".join(report.verdicts(ordered)))
     if operations:

@@ -26,13 +26,13 @@ CEILING_FACTOR = 2.0
 Results = dict[str, list[LoadResult]]
 
 
-def markdown(results: Results, duration_s: float, warmup_s: float) -> str:
+def markdown(results: Results, duration_s: float, warmup_s: float, settle_s: float) -> str:
     """One row per server and concurrency; ratios are to the FastAPI peer at that concurrency."""
     fastapi = {r.concurrency: r for r in results.get(FASTAPI, [])}
     lines = [
         f"Closed-loop keep-alive load, one-row OIP v2 requests, {duration_s:g} s per level after "
-        f"a {warmup_s:g} s warm-up. Generator CPU: its process's CPU time over the window "
-        "(100 % = one core).",
+        f"a {warmup_s:g} s warm-up; each server idle {settle_s:g} s first, once it answers. "
+        "Generator CPU: its process's CPU time over the window (100 % = one core).",
         "",
         "| server | concurrency | req/s | p50 ms | p99 ms | failed | generator CPU % "
         "| req/s vs FastAPI | p50 vs FastAPI |",

@@ -42,6 +42,6 @@ def test_a_target_whose_servers_were_left_out_is_not_measured() -> None:
 def test_the_table_gives_ratios_to_the_fastapi_peer() -> None:
     results = {report.FASTAPI: [_result(8, 1000.0)], report.FLYWHEEL: [_result(8, 500.0, 2.0)]}
 
-    table = report.markdown(results, duration_s=5, warmup_s=1)
+    table = report.markdown(results, duration_s=5, warmup_s=1, settle_s=5)
 
     assert "| flywheel, batching off | 8 | 500 | 2.00 | 4.00 | 0 | 5 | 0.50x | 2.00x |" in table
