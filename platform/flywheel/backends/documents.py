@@ -24,9 +24,8 @@ from typing import Protocol
 
 from filelock import FileLock, Timeout
 
-from flywheel.errors import ServeConflictError, ServeError
+from flywheel.errors import ServeConflictError, ServeError, StorageError
 from flywheel.serving.document import ServingDocument
-from flywheel.errors import StorageError
 from flywheel.storage.objects import create_bytes, list_names, read_bytes, remove
 from flywheel.storage_layout import join, parse_root
 
