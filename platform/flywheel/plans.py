@@ -62,7 +62,10 @@ class JobPlan(BaseModel):
         default=False, description="Continue the experiment's last search instead of a new one."
     )
     serve_target: ServeTarget | None = Field(
-        default=None, description="Where the spec's `serve` section deploys the model."
+        default=None,
+        description="Where the job's driver serves the model its spec's `serve` section asks "
+        "for. None: the control plane serves it once the job has succeeded (on Kubernetes, "
+        "where a RayJob's cluster is not the one that serves).",
     )
     feedback: FeedbackSet | None = Field(
         default=None, description="Production examples added to the training part (a retrain)."
@@ -135,5 +138,5 @@ def spec_to_job_plan(
             "MPLBACKEND": "Agg",  # plots are drawn headless
         },
         resume=resume,
-        serve_target=serve_target(settings),
+        serve_target=None if settings.backend == "kubernetes" else serve_target(settings),
     )

@@ -20,7 +20,7 @@ from pydantic import TypeAdapter
 
 from flywheel.backends.documents import DocumentStore
 from flywheel.backends.serving import ApplicationState, ServingBackend
-from flywheel.errors import ServeError, ServeInputError
+from flywheel.errors import ServeConflictError, ServeError, ServeInputError
 from flywheel.rollout import (
     CHALLENGER_ALIAS,
     CHAMPION_ALIAS,
@@ -150,7 +150,8 @@ class ServingService:
     def step(self, model: str) -> ServeResult | None:
         """Judge the current step of ``model``'s progressive rollout once; act on the verdict.
 
-        Returns the final result when the rollout ended (or is gone), None while it goes on.
+        Returns the final result when the rollout ended (or is gone), None while it goes on, or
+        when another caller acted on the same step first (the next call judges the new state).
         """
         started_s = time.monotonic()
         document = self._store.read()
@@ -169,10 +170,13 @@ class ServingService:
         if decision.action == "hold":
             return None
         self._record_step(model, challenger.version, rules.steps[state.step], observed, decision)
-        if decision.action == "advance":
-            self._change("advance", model, lambda d: changes.advance_step(d, model, time.time()))
+        try:
+            if decision.action == "advance":
+                self._change("advance", model, lambda d: _advanced(d, model))
+                return None
+            final = self.promote(model) if decision.action == "promote" else self.rollback(model)
+        except ServeConflictError:  # another caller acted on this step first: judge again
             return None
-        final = self.promote(model) if decision.action == "promote" else self.rollback(model)
         self._record(model, decision.action, decision.reason, {"version": challenger.version})
         return _with_decision(final, decision.action, decision.reason)
 
@@ -283,6 +287,10 @@ class ServingService:
             self._target.tracking_uri, f"{model}-{decision}", {"model": model, **params}
         )
         run.finish(decision, reason)
+
+
+def _advanced(document: ServingDocument, model: str) -> ServingDocument:
+    return changes.advance_step(document, model, time.time())
 
 
 def _ready(applications: dict[str, ApplicationState], wanted: set[str], generation: int) -> bool:

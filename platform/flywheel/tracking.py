@@ -286,6 +286,16 @@ def job_runs(tracking_uri: str, job_id: str) -> list[JobRun]:
     )  # fmt: skip
 
 
+def version_registered_by_job(tracking_uri: str, job_id: str, model: str) -> str | None:
+    """The newest version of ``model`` that a run of the job's driver registered; None if none."""
+    client = MlflowClient(tracking_uri)
+    versions: list[int] = []
+    for run in job_runs(tracking_uri, job_id):
+        found = client.search_model_versions(f"name = '{model}' and run_id = '{run.run_id}'")
+        versions.extend(int(v.version) for v in found)
+    return str(max(versions)) if versions else None
+
+
 def end_runs_of_job(tracking_uri: str, job_id: str, reason: str) -> int:
     """End as KILLED every run a vanished job left RUNNING (its own and its trials'); returns
     how many. The control plane calls it when the cluster no longer knows the job."""

@@ -67,3 +67,29 @@ def test_a_resumed_plan_keeps_the_spec_under_a_new_id(tmp_path: Path) -> None:
     assert (again.job_id, again.resume, again.spec) == ("job-2", True, plan.spec)
     assert again.metadata[META_BUNDLE].endswith("/bundles/job-2")
     assert not plan.resume
+
+
+def test_a_kubernetes_plan_leaves_serving_to_the_control_plane_and_the_driver_defers(
+    tmp_path: Path,
+) -> None:
+    from mlflow import MlflowClient
+
+    from flywheel.runtime.driver import _serve
+    from flywheel.tracking import TAG_SERVE_SPEC, RegisteredVersion
+
+    local = spec_to_job_plan(SPEC, "train.yaml", b"x", Settings(home=tmp_path), "job-1")
+    assert local.serve_target is not None and local.serve_target.dashboard_url
+    registry = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    settings = Settings(
+        home=tmp_path, backend="kubernetes", storage_root="s3://bucket/fw",
+        mlflow_tracking_uri=registry,
+    )  # fmt: skip
+    served = ExperimentSpec.model_validate({**SPEC.model_dump(exclude_unset=True), "serve": {}})
+    plan = spec_to_job_plan(served, "train.yaml", b"x", settings, "job-1")
+    assert plan.serve_target is None
+    client = MlflowClient(registry)
+    client.create_registered_model("digits")
+    client.create_model_version("digits", str(tmp_path))
+    _serve(plan, RegisteredVersion("digits", "1", "models:/digits/1"))  # no Serve to reach
+    tag = client.get_model_version("digits", "1").tags[TAG_SERVE_SPEC]
+    assert tag == served.serve.model_dump_json()  # type: ignore[union-attr]

@@ -129,13 +129,19 @@ def _serve(plan: JobPlan, version: RegisteredVersion) -> None:
     """Serve the new version: champion of a model not served yet, else challenger per the spec.
 
     Through the serving service, as any client: the document, Serve's REST API, the aliases.
+    A plan without a serving target (Kubernetes) leaves it to the control plane, which serves
+    the version once the job has succeeded (``flywheel.server.serve_finished``).
     """
     serve_spec = plan.spec.serve
     assert serve_spec is not None
     target = plan.serve_target
-    if target is None or not target.dashboard_url:
-        raise FlywheelError("this job's plan has no serving target; submit the experiment again")
     set_model_version_tag(plan.tracking_uri, version, TAG_SERVE_SPEC, serve_spec.model_dump_json())
+    if target is None:
+        emit(ProgressEvent("serve", f"{version.name} version {version.version} is served by the "
+                           "control plane once this job has succeeded"))  # fmt: skip
+        return
+    if not target.dashboard_url:
+        raise FlywheelError("this job's plan has no serving target; submit the experiment again")
     emit(ProgressEvent("serve", f"serving {version.name} version {version.version}"))
     store = document_store(target.storage_root)
     backend = ServeRestBackend(target.dashboard_url, _cluster_token())

@@ -49,6 +49,7 @@ from flywheel.server.monitoring import check_and_retrain
 from flywheel.server.monitoring import router as monitoring_router
 from flywheel.server.queue import QueueDriver, RunCloser
 from flywheel.server.routes import router
+from flywheel.server.serve_finished import ServeFinished, progressive_models
 from flywheel.server.serving import ServingPlane
 from flywheel.server.serving import router as serving_router
 from flywheel.server.serving_usage import ServingUsage
@@ -90,14 +91,26 @@ def create_app(
 
     context = start_context(settings, teams, backend, serving, mlflow)
     job_env = (lambda team: mlflow.team(team).env()) if mlflow is not None else None
+    serve_finished = (
+        ServeFinished(settings.tracking_uri, serving.operations) if serving is not None else None
+    )
     driver = QueueDriver(
         context.sessions, teams, backend, settings.queue_interval_s, end_runs,
-        served=context.served, job_env=job_env,
+        served=context.served, job_env=job_env, serve_finished=serve_finished,
     )  # fmt: skip
     monitor = MonitorDriver(
         lambda: list(serving.operations.document().models) if serving is not None else [],
         lambda model: check_and_retrain(context.sessions, settings, teams, model),
         settings.monitor_interval_s,
+    )
+    # On Kubernetes nobody else drives the progressive rollouts the control plane starts for
+    # finished jobs; on the embedded platform the job's driver (or `rollout --wait`) does.
+    steps_rollouts = serving is not None and settings.backend == "kubernetes"
+    rollouts = MonitorDriver(
+        progressive_models(serving.operations) if serving is not None else list,
+        serving.operations.step if serving is not None else (lambda model: None),
+        settings.queue_interval_s if steps_rollouts else 0.0,  # 0: never started
+        name="flywheel-rollouts",
     )
 
     @asynccontextmanager
@@ -105,11 +118,13 @@ def create_app(
         if run_queue:
             driver.start()
             monitor.start()
+            rollouts.start()
         try:
             yield
         finally:
             driver.close()
             monitor.close()
+            rollouts.close()
 
     app = FastAPI(
         title="flywheel control plane",
@@ -124,6 +139,7 @@ def create_app(
     )
     app.state.driver = driver
     app.state.monitor = monitor
+    app.state.rollouts = rollouts
     app.include_router(router, prefix=API_PREFIX)
     app.include_router(serving_router, prefix=API_PREFIX)
     app.include_router(monitoring_router, prefix=API_PREFIX)

@@ -1,5 +1,8 @@
 """The control plane's periodic monitor: every served model checked for drift on a timer.
 
+The same driver advances progressive rollouts (``flywheel.server.serve_finished``): each step
+judges every progressive rollout's current step once, as ``POST /models/<m>/step`` does.
+
 Each step runs the same check as ``flywheel monitor`` (and ``POST /models/<m>/monitor``) on
 every served model: the alert state is updated, a raised or cleared alert is logged and sent to
 the webhook, and where the serve section sets ``monitor.retrain_on_alert``, a raised alert
@@ -20,8 +23,10 @@ class MonitorDriver:
     """Calls ``check(model)`` for each of ``models()`` every ``interval_s`` seconds."""
 
     def __init__(
-        self, models: Callable[[], list[str]], check: Callable[[str], object], interval_s: float
-    ) -> None:
+        self, models: Callable[[], list[str]], check: Callable[[str], object], interval_s: float,
+        name: str = "flywheel-monitor",
+    ) -> None:  # fmt: skip
+        self._name = name
         self._models = models
         self._check = check
         self._interval_s = interval_s
@@ -32,7 +37,7 @@ class MonitorDriver:
         """Run steps in a daemon thread until :meth:`close` (never with an interval of 0)."""
         if self._interval_s <= 0:
             return
-        self._thread = threading.Thread(target=self._run, name="flywheel-monitor", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
         self._thread.start()
 
     def close(self) -> None:
@@ -47,7 +52,7 @@ class MonitorDriver:
             try:
                 self._check(model)
             except Exception as e:  # one model's failure must not stop the others' checks
-                _log.warning("monitor check of %s failed: %s", model, e)
+                _log.warning("%s: %s failed: %s", self._name, model, e)
                 failed[model] = str(e) or type(e).__name__
         return failed
 
@@ -56,4 +61,4 @@ class MonitorDriver:
             try:
                 self.step()
             except Exception:  # listing the served models failed: try again next time
-                _log.exception("monitor step failed")
+                _log.exception("%s step failed", self._name)

@@ -41,6 +41,13 @@ class RunCloser(Protocol):
     def __call__(self, job_id: str, reason: str) -> int: ...
 
 
+class FinishedServer(Protocol):
+    """Serves what a succeeded job registered, where its plan leaves that to the control plane
+    (:class:`flywheel.server.serve_finished.ServeFinished`); PlatformError: try again later."""
+
+    def __call__(self, plan: JobPlan, job_id: str) -> str | None: ...
+
+
 class QueueDriver:
     """Drives experiments from QUEUED to a final state, one step at a time."""
 
@@ -49,6 +56,7 @@ class QueueDriver:
         interval_s: float, end_runs: RunCloser | None = None, saves: SaveProbe | None = None,
         served: Callable[[], list[Workload]] | None = None,
         job_env: Callable[[str], dict[str, str]] | None = None,
+        serve_finished: FinishedServer | None = None,
     ) -> None:  # fmt: skip
         self._sessions = sessions
         self._teams = teams
@@ -58,6 +66,7 @@ class QueueDriver:
         self._saves = saves or SaveProbe()
         self._served = served or (lambda: [])
         self._job_env = job_env
+        self._serve_finished = serve_finished
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -137,7 +146,17 @@ class QueueDriver:
     def _finish(self, session: Session, experiment: Experiment, job: JobInfo) -> None:
         message = job.message[:2000]
         if job.state == "SUCCEEDED":
-            move(session, experiment, "SUCCEEDED", f"job {job.job_id} succeeded", message=message)
+            reason = f"job {job.job_id} succeeded"
+            if self._serve_finished is not None:
+                try:
+                    served = self._serve_finished(
+                        JobPlan.model_validate_json(experiment.plan_json), job.job_id
+                    )
+                except PlatformError as e:  # it stays RUNNING; the next step tries again
+                    _log.warning("job %s succeeded; %s", job.job_id, e)
+                    return
+                reason += f"; {served}" if served else ""
+            move(session, experiment, "SUCCEEDED", reason, message=message)
             return
         if job.state == "FAILED":
             reason = f"job {job.job_id} failed"

@@ -20,7 +20,7 @@ from flywheel.server.auth import Caller
 from flywheel.server.retraining import retrain_model
 from flywheel.server.routes import ERROR_RESPONSES, CallerDep, context
 from flywheel.serving.document import ServingDocument
-from flywheel.specs.serving import RolloutMode
+from flywheel.specs.serving import RolloutMode, ServeSpec
 from flywheel.tracking import model_origin
 from flywheel.wire import ClusterView, RetrainView, RolloutStep, ServedVersion, ServeResult
 
@@ -38,6 +38,7 @@ class ServingOperations(Protocol):
     def rollout(
         self, model: str, version: str, mode: RolloutMode, percent: float | None = None
     ) -> ServeResult: ...
+    def serve_new_version(self, model: str, version: str, spec: ServeSpec) -> ServeResult: ...
     def step(self, model: str) -> ServeResult | None: ...
     def promote(self, model: str) -> ServeResult: ...
     def rollback(self, model: str) -> ServeResult: ...
