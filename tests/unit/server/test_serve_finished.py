@@ -32,9 +32,10 @@ SERVED = SPEC + "tracking: {registered_model: digits}\nserve: {rollout: {mode: c
 
 
 class Plane:
-    def __init__(self, settings: Settings, api: KubeRayPlayer, http: TestClient) -> None:
-        self.settings, self.api, self.http = settings, api, http
-        self.backend: MemoryBackend = http.app.state.driver._backend  # type: ignore[attr-defined]
+    def __init__(
+        self, settings: Settings, api: KubeRayPlayer, http: TestClient, backend: MemoryBackend
+    ) -> None:
+        self.settings, self.api, self.http, self.backend = settings, api, http, backend
         admin = bearer(settings.admin_token_path.read_text().strip())
         token = http.post("/api/v1/teams/vision/tokens", headers=admin).json()["token"]
         self.vision = bearer(token)
@@ -59,9 +60,10 @@ def plane(tmp_path: Path, s3_bucket: str) -> Iterator[Plane]:
     )  # fmt: skip
     api = KubeRayPlayer()
     serving = serving_plane(settings, kube_api=api)
-    app = create_app(settings, TEAMS, MemoryBackend(), run_queue=False, serving=serving)
+    backend = MemoryBackend()
+    app = create_app(settings, TEAMS, backend, run_queue=False, serving=serving)
     with TestClient(app) as http:
-        yield Plane(settings, api, http)
+        yield Plane(settings, api, http, backend)
 
 
 def register_as_job(tracking_uri: str, job_id: str, source: Path) -> str:
