@@ -103,28 +103,29 @@ def create_app(
         lambda model: check_and_retrain(context.sessions, settings, teams, model),
         settings.monitor_interval_s,
     )
-    # On Kubernetes nobody else drives the progressive rollouts the control plane starts for
-    # finished jobs; on the embedded platform the job's driver (or `rollout --wait`) does.
-    steps_rollouts = serving is not None and settings.backend == "kubernetes"
-    rollouts = MonitorDriver(
-        progressive_models(serving.operations) if serving is not None else list,
-        serving.operations.step if serving is not None else (lambda model: None),
-        settings.queue_interval_s if steps_rollouts else 0.0,  # 0: never started
-        name="flywheel-rollouts",
-    )
+    rollouts = None
+    if serving is not None and settings.backend == "kubernetes":
+        # Nobody else drives the progressive rollouts the control plane starts for finished
+        # jobs there; on the embedded platform the job's driver (or `rollout --wait`) does.
+        rollouts = MonitorDriver(
+            progressive_models(serving.operations), serving.operations.step,
+            settings.queue_interval_s, name="flywheel-rollouts",
+        )  # fmt: skip
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if run_queue:
             driver.start()
             monitor.start()
-            rollouts.start()
+            if rollouts is not None:
+                rollouts.start()
         try:
             yield
         finally:
             driver.close()
             monitor.close()
-            rollouts.close()
+            if rollouts is not None:
+                rollouts.close()
 
     app = FastAPI(
         title="flywheel control plane",

@@ -1,7 +1,8 @@
 """The control plane's periodic monitor: every served model checked for drift on a timer.
 
-The same driver advances progressive rollouts (``flywheel.server.serve_finished``): each step
-judges every progressive rollout's current step once, as ``POST /models/<m>/step`` does.
+On Kubernetes the same driver advances progressive rollouts (``flywheel.server.serve_finished``):
+each step judges every progressive rollout's current step once, as ``POST /models/<m>/step``
+does.
 
 Each step runs the same check as ``flywheel monitor`` (and ``POST /models/<m>/monitor``) on
 every served model: the alert state is updated, a raised or cleared alert is logged and sent to

@@ -167,6 +167,7 @@ def test_on_kubernetes_the_control_plane_drives_progressive_rollouts(
         client.create_model_version("digits", str(tmp_path))
     operations = plane.http.app.state.context.serving.operations  # type: ignore[attr-defined]
     rollouts = plane.http.app.state.rollouts  # type: ignore[attr-defined]
+    assert rollouts is not None, "on Kubernetes the control plane drives progressive rollouts"
     operations.deploy("digits", version="1")
     assert progressive_models(operations)() == []
     operations.rollout("digits", "2", "progressive")
@@ -175,4 +176,3 @@ def test_on_kubernetes_the_control_plane_drives_progressive_rollouts(
     # not exist here: the loop got as far as asking it for this model's rollout.
     failed = rollouts.step()
     assert list(failed) == ["digits"] and "serving statistics" in failed["digits"], failed
-    assert rollouts._interval_s == plane.settings.queue_interval_s  # started with the app
