@@ -23,6 +23,8 @@ from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
+from flywheel.errors import PlatformError
+
 RunStatus = Literal["FINISHED", "FAILED", "KILLED"]
 
 TAG_JOB_ID = "flywheel.job_id"
@@ -287,12 +289,18 @@ def job_runs(tracking_uri: str, job_id: str) -> list[JobRun]:
 
 
 def version_registered_by_job(tracking_uri: str, job_id: str, model: str) -> str | None:
-    """The newest version of ``model`` that a run of the job's driver registered; None if none."""
+    """The newest version of ``model`` that a run of the job's driver registered; None if none.
+
+    Raises PlatformError when MLflow does not answer.
+    """
     client = MlflowClient(tracking_uri)
     versions: list[int] = []
-    for run in job_runs(tracking_uri, job_id):
-        found = client.search_model_versions(f"name = '{model}' and run_id = '{run.run_id}'")
-        versions.extend(int(v.version) for v in found)
+    try:
+        for run in job_runs(tracking_uri, job_id):
+            found = client.search_model_versions(f"name = '{model}' and run_id = '{run.run_id}'")
+            versions.extend(int(v.version) for v in found)
+    except (MlflowException, OSError) as e:
+        raise PlatformError(f"MLflow did not say which version job {job_id} registered: {e}") from e
     return str(max(versions)) if versions else None
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from flywheel.errors import FlywheelError, PlatformError, ServeConflictError
+from flywheel.errors import FlywheelError, PlatformError, ServeConflictError, StorageError
 from flywheel.plans import JobPlan
 from flywheel.server.serving import ServingOperations
 from flywheel.tracking import version_registered_by_job
@@ -40,10 +40,7 @@ class ServeFinished:
         if not spec.tracking.register_model:
             return None
         model = spec.registered_model
-        try:
-            version = version_registered_by_job(self.tracking_uri, job_id, model)
-        except Exception as e:  # MLflow down or refusing: the next queue step tries again
-            raise PlatformError(f"cannot look up the version job {job_id} registered: {e}") from e
+        version = version_registered_by_job(self.tracking_uri, job_id, model)  # PlatformError
         if version is None:
             return f"it registered no version of {model}; nothing was served"
         try:
@@ -51,7 +48,7 @@ class ServeFinished:
             if served is not None and version in served.versions:
                 return f"{model} version {version} serves"
             result = self.operations.serve_new_version(model, version, spec.serve)
-        except (ServeConflictError, PlatformError) as e:
+        except (ServeConflictError, PlatformError, StorageError) as e:
             raise PlatformError(f"serving {model} version {version} waits: {e}") from e
         except FlywheelError as e:
             return f"serving {model} version {version} failed: {e}"
