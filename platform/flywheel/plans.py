@@ -136,6 +136,7 @@ def spec_to_job_plan(
             "MLFLOW_TRACKING_URI": settings.tracking_uri,
             "PYTHONUNBUFFERED": "1",
             "MPLBACKEND": "Agg",  # plots are drawn headless
+            "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": str(settings.train_report_poll_s),
         },
         resume=resume,
         serve_target=None if settings.backend == "kubernetes" else serve_target(settings),

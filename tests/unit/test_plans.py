@@ -34,6 +34,7 @@ def test_plan_carries_metadata_entrypoint_and_tracking(tmp_path: Path) -> None:
     }
     assert plan.tracking_uri == "http://127.0.0.1:5123"
     assert plan.env_vars["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5123"
+    assert plan.env_vars["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] == "0.25"  # not Ray's 2 s a report
     assert plan.storage_root == str(tmp_path / "storage")
 
 
