@@ -16,7 +16,6 @@ import httpx
 from pydantic import ValidationError
 
 from flywheel import storage
-from flywheel.monitoring import next_alert
 from flywheel.wire import AlertState, MonitorReport
 
 _log = logging.getLogger("flywheel.alerts")
@@ -48,6 +47,8 @@ def record_check(
 ) -> AlertState:
     """Apply one monitor check to the stored alert; log and notify when it is raised or cleared."""
     previous = read_alert(storage_root, model)
+    from flywheel.monitoring import next_alert  # scipy: not for the replicas that only read
+
     state = next_alert(previous, report, now_s)
     storage.write_text(alert_url(storage_root, model), state.model_dump_json())
     if state.active == previous.active:

@@ -47,6 +47,17 @@ teams:
   - {name: borrower, quota: {cpu: 1, memory_gib: 8}, borrowing_limit: {cpu: 1, memory_gib: 8}}
 """
 
+#: The owner's own work, which takes its lent CPU back: one short training on one worker.
+MINE = """\
+name: mine
+team: owner
+task: {module: task}
+train: {epochs: 1, batch_size: 64, scaling: {num_workers: 1}}
+hparams: {sleep_s: 0.05}
+checks: {baseline: false, overfit_one_batch: {enabled: false}}
+tracking: {register_model: false}
+"""
+
 
 @pytest.fixture(scope="module")
 def shared(free_port_settings: Callable[..., Settings]) -> Iterator[Settings]:
@@ -103,8 +114,7 @@ def test_a_borrower_outlives_preemption_and_a_killed_ray_head_without_rerunning_
     assert borrower.teams()[0].usage.cpu == 2, "the borrower runs on its quota and a loan"
     wait_for_trials(shared, "borrower", "wide", study, 1)
 
-    text = search_spec("mine", 1, "owner")
-    mine = owner.submit(copy_experiment(EXPERIMENTS / "slow_digits", tmp_path / "mine", text))
+    mine = owner.submit(copy_experiment(EXPERIMENTS / "slow_digits", tmp_path / "mine", MINE))
 
     assert wait_for_state(borrower, wide, {"PREEMPTED"}) == "PREEMPTED"
     preempted = study_trials(shared, "borrower", "wide", study)

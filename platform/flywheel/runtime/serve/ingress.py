@@ -20,7 +20,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from fastapi import FastAPI, Request, Response
@@ -59,7 +59,9 @@ from flywheel.runtime.serve.oip_schema import (
 )
 from flywheel.runtime.serve.stats import RequestRecord, feedback_url, request_stats
 from flywheel.runtime.serve.telemetry import ReplicaTelemetry
-from flywheel.runtime.serve.versions import LoadedVersion, Outputs, load_version
+
+if TYPE_CHECKING:  # torch and mlflow load with the first version, not when Serve builds the app
+    from flywheel.runtime.serve.versions import LoadedVersion, Outputs
 
 VERSION_HEADER = "x-model-version"
 #: Request parameter that asks for the version to be chosen by the request's id.
@@ -171,7 +173,7 @@ async def _bug(request: Request, error: Exception) -> JSONResponse:
 
 
 # Above the class: Serve ships the class by value, with the globals that exist when it does.
-def _row_predictions(results: Outputs) -> list[int | None]:
+def _row_predictions(results: "Outputs") -> list[int | None]:
     """The predicted class of each row of a classification answer (argmax); empty otherwise."""
     first = results[0] if results else None
     if first is None or first.ndim != 2 or first.shape[1] < 2:
@@ -179,7 +181,7 @@ def _row_predictions(results: Outputs) -> list[int | None]:
     return [int(i) for i in first.argmax(axis=1)]
 
 
-def _prediction(results: Outputs) -> int | None:
+def _prediction(results: "Outputs") -> int | None:
     """The predicted class of a one-row classification answer (argmax); None otherwise."""
     first = results[0] if results else None
     if first is None or first.ndim != 2 or first.shape[0] != 1 or first.shape[1] < 2:
@@ -207,6 +209,8 @@ class ModelIngress:
 
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Follow a new route: load the versions it adds, switch, then drop the ones it left."""
+        from flywheel.runtime.serve.versions import load_version  # torch: see the imports
+
         route = ModelRoute.model_validate(user_config)
         loaded = dict(self._versions)
         for version in route.versions:
@@ -387,7 +391,7 @@ class ModelIngress:
             raise OipError(503, f"model {self._model!r} is loading")
         return self._route
 
-    def _version(self, version: str) -> LoadedVersion:
+    def _version(self, version: str) -> "LoadedVersion":
         loaded = self._versions.get(version)
         if loaded is None:
             served = ", ".join(self._versions)

@@ -19,11 +19,12 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from flywheel.tracking import TensorInfo
+if TYPE_CHECKING:  # tracking imports mlflow and torch
+    from flywheel.tracking import TensorInfo
 
 #: OIP datatype -> numpy dtype (little-endian: the binary extension's byte order).
 NUMPY_DTYPES: dict[str, np.dtype[Any]] = {
