@@ -30,6 +30,9 @@ MANAGED_BY = "flywheel"
 TEAM_LABEL = "flywheel.dev/team"
 EXPERIMENT_LABEL = "flywheel.dev/experiment"
 JOB_LABEL = "flywheel.dev/job-id"
+#: Label of a RayService's pods (value: the RayService's name), which its NetworkPolicy selects:
+#: KubeRay names the RayCluster behind a RayService itself, so ``ray.io/cluster`` is unknown.
+SERVING_LABEL = "flywheel.dev/serving"
 #: Label the control plane puts on a RayJob it stopped (suspended for good, not preempted).
 STOPPED_LABEL = "flywheel.dev/stopped"
 

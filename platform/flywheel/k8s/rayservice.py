@@ -22,6 +22,7 @@ from flywheel.k8s.kueue import GPU_RESOURCE
 from flywheel.k8s.objects import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
+    SERVING_LABEL,
     TEAM_LABEL,
     Container,
     ContainerPort,
@@ -90,11 +91,12 @@ def serve_config_to_rayservice(
 ) -> RayService:
     """The RayService named ``name`` in ``namespace`` whose ``serveConfigV2`` is ``config``."""
     labels = {MANAGED_BY_LABEL: MANAGED_BY} | ({TEAM_LABEL: team} if team else {})
+    pods = labels | {SERVING_LABEL: name}  # what the chart's serving NetworkPolicy selects
     cluster = RayClusterSpec(
         ray_version=target.ray_version,
         enable_in_tree_autoscaling=True,  # Serve's autoscaling asks Ray for pods
-        head_group_spec=_head_group(target, labels),
-        worker_group_specs=_worker_groups(config, target, labels),
+        head_group_spec=_head_group(target, pods),
+        worker_group_specs=_worker_groups(config, target, pods),
     )
     return RayService(
         metadata=ObjectMeta(name=name, namespace=namespace, labels=labels),

@@ -18,6 +18,9 @@ import yaml
 from flywheel.k8s.checks import check_manifests
 from flywheel.k8s.kueue import teams_to_objects
 from flywheel.k8s.rayjob import K8sTarget
+from flywheel.k8s.rayservice import cluster_serve_target, serve_config_to_rayservice
+from flywheel.serving.config import document_to_serve_config
+from flywheel.serving.document import ServingDocument
 from flywheel.settings import Settings
 from flywheel.specs.teams import TeamsSpec
 
@@ -213,6 +216,36 @@ def test_only_the_platform_reaches_ray_ports(chart: helm.Chart) -> None:
     assert isolation["metadata"]["namespace"] == "flywheel-team-ml"
 
 
+def test_the_serving_policy_selects_the_pods_of_the_rayservice_the_control_plane_makes(
+    chart: helm.Chart, validate: Validate
+) -> None:
+    """The RayService is rendered with the name the chart gives the control plane; its pods carry
+    the label the chart's policy selects, and only the platform reaches their Ray ports."""
+    objects = render(chart, {})
+    policy = {p["metadata"]["name"]: p for p in of_kind(objects, "NetworkPolicy")}[
+        "flywheel-serving"
+    ]
+    validate(policy)
+    env = {e["name"]: e.get("value") for e in of_kind(objects, "Deployment")[0]["spec"]["template"]
+           ["spec"]["containers"][0]["env"]}  # fmt: skip
+    service = serve_config_to_rayservice(
+        document_to_serve_config(ServingDocument(), cluster_serve_target(K8sTarget(), 1024)),
+        K8sTarget(), env["FLYWHEEL_SERVING_NAME"], env["FLYWHEEL_SERVING_NAMESPACE"],
+    ).to_manifest()  # fmt: skip
+    cluster = service["spec"]["rayClusterConfig"]
+    pods = [cluster["headGroupSpec"], *cluster.get("workerGroupSpecs", [])]
+    selector = policy["spec"]["podSelector"]["matchLabels"]
+    assert policy["metadata"]["namespace"] == service["metadata"]["namespace"]
+    assert all(selector.items() <= p["template"]["metadata"]["labels"].items() for p in pods)
+    intra, platform = policy["spec"]["ingress"]
+    assert intra == {"from": [{"podSelector": {"matchLabels": selector}}]}
+    assert platform["from"] == [
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/component": "control-plane",
+                                         "app.kubernetes.io/instance": RELEASE}}}
+    ]  # fmt: skip
+    assert sorted(p["port"] for p in platform["ports"]) == [6379, 8000, 8265, 10001]
+
+
 def test_pods_get_the_grace_period_the_rayjobs_get(chart: helm.Chart) -> None:
     values = chart.merge_values({})
     assert values["jobs"]["terminationGracePeriodSeconds"] == K8sTarget().grace_period_s
@@ -329,7 +362,7 @@ def test_prometheus_peers_reach_the_ray_metrics_port_only_when_named(
     policies = {p["metadata"]["name"]: p for p in of_kind(render(chart, values), "NetworkPolicy")}
     closed = {p["metadata"]["name"]: p for p in of_kind(render(chart, {}), "NetworkPolicy")}
 
-    for name in ("flywheel-ray", "flywheel-team-isolation"):
+    for name in ("flywheel-ray", "flywheel-serving", "flywheel-team-isolation"):
         validate(policies[name])
         scrape = policies[name]["spec"]["ingress"][-1]
         assert scrape == {"from": [monitoring], "ports": [{"port": 8080, "protocol": "TCP"}]}
