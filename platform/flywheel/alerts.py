@@ -46,9 +46,9 @@ def record_check(
     transport: httpx.BaseTransport | None = None,
 ) -> AlertState:
     """Apply one monitor check to the stored alert; log and notify when it is raised or cleared."""
-    previous = read_alert(storage_root, model)
-    from flywheel.monitoring import next_alert  # scipy: not for the replicas that only read
+    from flywheel.monitoring import next_alert  # SciPy: not for the replicas, which only read
 
+    previous = read_alert(storage_root, model)
     state = next_alert(previous, report, now_s)
     storage.write_text(alert_url(storage_root, model), state.model_dump_json())
     if state.active == previous.active:
