@@ -98,6 +98,17 @@ def copy_experiment(source: Path, target: Path, spec_text: str | None = None) ->
     return spec
 
 
+def wait_until(
+    condition: Callable[[], bool], timeout_s: float, what: str, every_s: float = 0.5
+) -> None:
+    """Ask ``condition`` every ``every_s`` until it holds; fail, naming ``what``, after
+    ``timeout_s``. The one place integration tests wait on something."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {timeout_s:.0f} s for {what}"
+        time.sleep(every_s)
+
+
 def run_of_job(tracking_uri: str, job_id: str, timeout_s: float = 60) -> Run:
     """The MLflow run a job created, not one of its trials' runs (waits for it to appear)."""
     client = MlflowClient(tracking_uri)

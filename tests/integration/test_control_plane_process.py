@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from flywheel.errors import AuthenticationError
 from flywheel.local import settings_env
 from flywheel.settings import Settings
 
-from .helpers import EXPERIMENTS, copy_experiment
+from .helpers import EXPERIMENTS, copy_experiment, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -48,11 +47,13 @@ class ControlPlaneProcess:
                 [sys.executable, "-m", "flywheel.server"], env=env, stdout=log,
                 stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
-        deadline = time.monotonic() + _START_TIMEOUT_S
-        while not self._healthy():
-            assert self._process.poll() is None, self.log_path.read_text()[-3000:]
-            assert time.monotonic() < deadline, "the control plane did not answer"
-            time.sleep(0.5)
+        wait_until(self._answers, _START_TIMEOUT_S, "the control plane to answer")
+
+    def _answers(self) -> bool:
+        """Whether it answers its health check; fails at once, with its log, if it exited."""
+        assert self._process is not None
+        assert self._process.poll() is None, self.log_path.read_text()[-3000:]
+        return self._healthy()
 
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs."""

@@ -5,15 +5,13 @@ shows drift; the drift alert queues one retraining (the serve section's ``retrai
 which adds the fed-back requests to the training data, registers version 2 and starts it as a
 shadow. On held-out traffic, version 2's online accuracy is measurably higher.
 
-Cost: about 5 minutes on 2 cores: two trainings (about 60 s each), a first deploy (about 35 s),
+Cost: about 4 minutes on 2 cores: two trainings (about 60 s each), a first deploy (20 to 30 s),
 the shadow rollout, and 1,800 one-row requests, each with feedback.
 """
 
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -30,7 +28,7 @@ from flywheel.request_log import read_feedback
 from flywheel.settings import Settings
 from flywheel.tracking import TAG_RETRAIN_OF
 
-from .helpers import REPO, copy_experiment, run_cli, run_of_job
+from .helpers import REPO, copy_experiment, run_cli, run_of_job, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -126,7 +124,7 @@ def _wait_for_feedback(settings: Settings, prefix: str, count: int) -> None:
         records = read_feedback(str(settings.storage_root), MODEL)
         return sum(r.request_id.startswith(prefix) for r in records) >= count
 
-    _wait(logged, 120.0, f"{count} {prefix}* feedback records in the request log")
+    wait_until(logged, 120.0, f"{count} {prefix}* feedback records in the request log", 1.0)
 
 
 def _monitor(settings: Settings, last: int) -> dict[str, Any]:
@@ -134,10 +132,3 @@ def _monitor(settings: Settings, last: int) -> dict[str, Any]:
     assert done.returncode == 0, done.stderr
     report: dict[str, Any] = json.loads(done.stdout)
     return report
-
-
-def _wait(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"waited {timeout_s:.0f} s for {what}"
-        time.sleep(1.0)

@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -39,7 +38,7 @@ from flywheel.settings import Settings
 from flywheel.specs.serving import ServeSpec
 from flywheel.tracking import TAG_SERVE_SPEC
 
-from .helpers import mlflow_admin, register_digits_version
+from .helpers import mlflow_admin, register_digits_version, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -209,11 +208,8 @@ def test_a_component_that_dies_at_start_up_is_reported_and_nothing_is_left(
 
 
 def _wait_for_job(client: JobSubmissionClient, job_id: str) -> JobStatus:
-    deadline_s = time.monotonic() + JOB_TIMEOUT_S
-    while not (status := client.get_job_status(job_id)).is_terminal():
-        assert time.monotonic() < deadline_s, f"job {job_id} still {status}"
-        time.sleep(0.5)
-    return status
+    wait_until(lambda: client.get_job_status(job_id).is_terminal(), JOB_TIMEOUT_S, f"job {job_id}")
+    return client.get_job_status(job_id)
 
 
 def _write_stale_pid_files(home: Path) -> None:

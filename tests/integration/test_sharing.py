@@ -3,7 +3,7 @@ preempted when the owner wants its quota back, then loses its SIGKILLed Ray head
 each time without rerunning a finished trial.
 
 The module's platform is its own (teams sized to this 2-CPU cluster; the test kills its Ray
-head): about 20 s to start. The test takes about 3 minutes on 2 cores.
+head): about 30 s to start. The test takes about 4 minutes on 2 cores.
 """
 
 from __future__ import annotations

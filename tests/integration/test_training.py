@@ -4,7 +4,6 @@ after a killed worker: test_model_parallel.py, whose FSDP job resumes from a sha
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from flywheel.runtime.train import fit, load_checkpoint_state
 from flywheel.settings import Settings
 from flywheel.specs import ExperimentSpec
 
-from .helpers import REPO
+from .helpers import REPO, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -76,12 +75,10 @@ def test_two_workers_at_b_match_one_worker_at_2b(
 
 
 def _wait_for_epoch(mlflow: MlflowClient, run_id: str, epoch: int, timeout_s: float = 180) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if any(m.step >= epoch for m in mlflow.get_metric_history(run_id, "val_loss")):
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"epoch {epoch} was not reached in {timeout_s} s")
+    def reached() -> bool:
+        return any(m.step >= epoch for m in mlflow.get_metric_history(run_id, "val_loss"))
+
+    wait_until(reached, timeout_s, f"epoch {epoch}", every_s=0.2)
 
 
 def _a_training_worker_pid(settings: Settings) -> int:
