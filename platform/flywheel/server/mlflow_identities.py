@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TypeVar
 
 import httpx
+from pydantic import BaseModel, ValidationError
 
 from flywheel.errors import PlatformError
 from flywheel.mlflow_auth import MlflowIdentity, serving_identity, team_identity
@@ -32,6 +33,53 @@ _SEARCH_MODELS = "/api/2.0/mlflow/registered-models/search"
 _GET_RUN = "/api/2.0/mlflow/runs/get"
 _ALREADY_EXISTS = "RESOURCE_ALREADY_EXISTS"
 _TIMEOUT_S = 30.0
+
+
+class _Answer(BaseModel):
+    """The part of an MLflow REST answer this module reads (the rest is ignored)."""
+
+
+class _Experiment(BaseModel):
+    experiment_id: str
+    name: str = ""
+
+
+class _Experiments(_Answer):
+    experiments: list[_Experiment] = []
+
+
+class _Version(BaseModel):
+    version: int
+    run_id: str | None = None
+
+
+class _Model(BaseModel):
+    name: str
+    latest_versions: list[_Version] = []
+
+
+class _Models(_Answer):
+    registered_models: list[_Model] = []
+
+
+class _Tag(BaseModel):
+    key: str
+    value: str = ""
+
+
+class _RunData(BaseModel):
+    tags: list[_Tag] = []
+
+
+class _Run(BaseModel):
+    data: _RunData = _RunData()
+
+
+class _RunAnswer(_Answer):
+    run: _Run = _Run()
+
+
+_A = TypeVar("_A", bound=_Answer)
 
 
 class MlflowIdentities:
@@ -68,24 +116,23 @@ class MlflowIdentities:
         no user then): its experiments (``<team>/...``, the default name) and the registered
         models whose latest version comes from a run tagged with the team. A grant is an
         upsert, so what the team created itself is unchanged."""
-        experiments = self._get(_SEARCH_EXPERIMENTS, {"max_results": "1000"}).get("experiments")
-        for experiment in experiments or []:
-            if str(experiment.get("name", "")).startswith(f"{team}/"):
-                self._grant(username, "experiment", str(experiment["experiment_id"]), "MANAGE")
-        models = self._get(_SEARCH_MODELS, {"max_results": "1000"}).get("registered_models")
-        for model in models or []:
-            versions = model.get("latest_versions") or []
-            latest = max(versions, key=lambda v: int(v["version"]), default=None)
-            if latest and latest.get("run_id") and self._run_team(latest["run_id"]) == team:
-                self._grant(username, "registered_model", str(model["name"]), "MANAGE")
+        page = self._get(_SEARCH_EXPERIMENTS, {"max_results": "1000"}, _Experiments)
+        for experiment in page.experiments:
+            if experiment.name.startswith(f"{team}/"):
+                self._grant(username, "experiment", experiment.experiment_id, "MANAGE")
+        models = self._get(_SEARCH_MODELS, {"max_results": "1000"}, _Models).registered_models
+        for model in models:
+            latest = max(model.latest_versions, key=lambda v: v.version, default=None)
+            if latest and latest.run_id and self._run_team(latest.run_id) == team:
+                self._grant(username, "registered_model", model.name, "MANAGE")
 
     def _run_team(self, run_id: str) -> str | None:
-        run = self._get(_GET_RUN, {"run_id": run_id}).get("run") or {}
-        tags = run.get("data", {}).get("tags") or []
-        return next((str(t.get("value")) for t in tags if t.get("key") == TAG_TEAM), None)
+        tags = self._get(_GET_RUN, {"run_id": run_id}, _RunAnswer).run.data.tags
+        return next((t.value for t in tags if t.key == TAG_TEAM), None)
 
-    def _get(self, path: str, params: dict[str, str]) -> dict[str, Any]:
-        """A read as the admin; an answer that is not JSON, or a missing run, reads as empty."""
+    def _get(self, path: str, params: dict[str, str], answer: type[_A]) -> _A:
+        """A read as the admin; an answer that is not the JSON expected, or a missing run, reads
+        as empty."""
         auth = (self.admin.username, self.admin.password.get_secret_value())
         try:
             response = self._http.get(
@@ -97,12 +144,11 @@ class MlflowIdentities:
                 "platform up (`flywheel status`)?"
             ) from None
         if not response.is_success:
-            return {}
+            return answer()
         try:
-            answer = response.json()
-        except ValueError:
-            return {}
-        return answer if isinstance(answer, dict) else {}
+            return answer.model_validate_json(response.content)
+        except ValidationError:
+            return answer()
 
     def serving(self) -> MlflowIdentity:
         """The serving reader, its user and its read grants made on first use."""
